@@ -1,0 +1,181 @@
+"""The contracts between the core and plugins: indexers, retrievers, tasks and their context.
+
+Two kinds of indexer share one CLI word:
+
+* a **retrieving indexer** (BM25, dual encoder, ...) turns a `RetrievalProblem` into a
+  `Retriever` directly;
+* an **ID indexer** (hierarchical clustering, rq-VAE, LMIndexer, ...) assigns every document a
+  semantic ID; the core's generative engine turns those IDs into a retriever.
+
+A task decides which kinds it can evaluate and reports every other cell as skipped, with the
+reason, rather than failing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+
+from .cache import ArtifactCache
+from .data import Corpus, Dataset, Qrels, Queries, SemanticIds
+
+T = TypeVar("T")
+
+Ranking = list[tuple[str, float]]
+"""Document ids with scores, best first."""
+
+
+# --------------------------------------------------------------------------- progress reporting
+
+
+class ProgressTask(Protocol):
+    def advance(self, n: int = 1) -> None: ...
+    def set_status(self, text: str) -> None: ...
+
+
+class Progress(Protocol):
+    """How long steps report progress. The CLI passes a Rich implementation; the library
+    default is silent, so embedding indexbench in other code prints nothing."""
+
+    def task(self, description: str, total: int | None = None) -> Any:
+        """A context manager yielding a `ProgressTask`."""
+        ...
+
+    def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]: ...
+
+    def log(self, message: str) -> None: ...
+
+
+class _NullTask:
+    def advance(self, n: int = 1) -> None:
+        pass
+
+    def set_status(self, text: str) -> None:
+        pass
+
+
+class SilentProgress:
+    """A `Progress` that reports nothing."""
+
+    @contextmanager
+    def task(self, description: str, total: int | None = None):
+        yield _NullTask()
+
+    def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+        yield from items
+
+    def log(self, message: str) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------- run context
+
+
+@dataclass
+class RunContext:
+    """What every indexer and task receives for one cell of a grid."""
+
+    seed: int = 0
+    device: str = "cpu"
+    cache: ArtifactCache = field(default_factory=ArtifactCache.disabled)
+    progress: Progress = field(default_factory=SilentProgress)
+    dataset_name: str = ""
+    task_name: str = ""
+
+
+# --------------------------------------------------------------------------- retrieval problem
+
+
+@dataclass
+class QuerySet:
+    """Queries with their relevance judgements (one split of a task)."""
+
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+
+@dataclass
+class RetrievalProblem:
+    """What a ranking task hands an indexer: the corpus to index plus supervision.
+
+    The test split is deliberately absent: the task keeps it and evaluates the returned
+    retriever on it, so no indexer can peek.
+
+    ``train_pairs`` are (query text, relevant document id) pairs for fine-tuning. A retriever
+    that truncates long queries must follow ``query_truncation``: "left" keeps the end of the
+    text (recommendation histories put the most recent item last).
+    """
+
+    task: str
+    corpus: Corpus
+    train_pairs: list[tuple[str, str]]
+    dev: QuerySet
+    query_truncation: Literal["right", "left"] = "right"
+
+    @property
+    def fingerprint(self) -> str:
+        from .data import fingerprint_of
+
+        return fingerprint_of(
+            [self.task, self.corpus.fingerprint, self.train_pairs, self.dev.queries, self.dev.qrels,
+             self.query_truncation]
+        )
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    def search(self, queries: Sequence[str], k: int) -> list[Ranking]:
+        """Return the top-``k`` documents for each query, best first."""
+        ...
+
+
+@runtime_checkable
+class RetrievingIndexer(Protocol):
+    def build_retriever(self, problem: RetrievalProblem, ctx: RunContext) -> Retriever: ...
+
+
+@runtime_checkable
+class IdIndexer(Protocol):
+    def assign_ids(self, corpus: Corpus, ctx: RunContext) -> SemanticIds: ...
+
+
+Indexer = RetrievingIndexer | IdIndexer
+
+
+# --------------------------------------------------------------------------- task
+
+
+@dataclass
+class TaskResult:
+    """What a task returns for one cell: metric values, timings and free-form details."""
+
+    metrics: dict[str, float]
+    timings: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Task(Protocol):
+    """A task is a class with metadata (like an MTEB task) and two methods."""
+
+    name: str
+    description: str
+    metrics: Sequence[str]
+
+    def skip_reason(self, indexer: Any, dataset: Dataset) -> str | None:
+        """Why this task cannot evaluate ``indexer`` on ``dataset``, or None if it can."""
+        ...
+
+    def evaluate(self, indexer: Any, dataset: Dataset, ctx: RunContext) -> TaskResult: ...
+
+
+__all__ = [
+    "Corpus", "Dataset", "IdIndexer", "Indexer", "Progress", "ProgressTask", "Qrels", "Queries",
+    "QuerySet", "Ranking", "RetrievalProblem", "Retriever", "RetrievingIndexer", "RunContext",
+    "SemanticIds", "SilentProgress", "Task", "TaskResult",
+]

@@ -1,0 +1,286 @@
+"""Plugin loading and the registry of everything plugins register.
+
+Plugins come from the entry-point group ``indexbench`` (the built-in methods in ``plugins/``
+included) plus the core's own built-ins (tasks, dataset formats, encoders), which register through
+the very same hooks. A plugin that fails to import, or whose hook raises, is recorded with its
+error and skipped: one broken third-party package must not take the whole tool down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pluggy
+
+from . import hookspecs
+from .errors import ConfigError, UnknownNameError
+
+ENTRY_POINT_GROUP = "indexbench"
+
+
+@dataclass
+class NoOptions:
+    """Config class of an indexer that takes no options."""
+
+
+@dataclass(frozen=True)
+class IndexerEntry:
+    name: str
+    factory: Callable[[Any], Any]
+    config_class: type = NoOptions
+    description: str = ""
+    kind: Literal["retrieval", "ids"] = "retrieval"
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A named dataset. ``load(directory)`` returns a `Dataset`; ``directory`` is where its files
+    live (None for datasets generated in code). ``files`` lists the paths, relative to that
+    directory, that must exist; ``subdir`` is its folder name under the data directory."""
+
+    name: str
+    load: Callable[[Path | None], Any]
+    description: str = ""
+    files: tuple[str, ...] = ()
+    subdir: str | None = None
+    tasks: tuple[str, ...] = ()
+    plugin: str = ""
+
+    @property
+    def builtin(self) -> bool:
+        return self.subdir is None
+
+
+@dataclass(frozen=True)
+class EncoderEntry:
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
+class BackboneEntry:
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+    plugin: str = ""
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    version: str = ""
+    registers: dict[str, list[str]] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class Registry:
+    indexers: dict[str, IndexerEntry] = field(default_factory=dict)
+    tasks: dict[str, Any] = field(default_factory=dict)
+    datasets: dict[str, DatasetEntry] = field(default_factory=dict)
+    encoders: dict[str, EncoderEntry] = field(default_factory=dict)
+    backbones: dict[str, BackboneEntry] = field(default_factory=dict)
+    plugins: list[PluginInfo] = field(default_factory=list)
+
+    def indexer(self, name: str) -> IndexerEntry:
+        return _lookup(self.indexers, "indexer", name)
+
+    def task(self, name: str) -> Any:
+        return _lookup(self.tasks, "task", name)
+
+    def dataset(self, name: str) -> DatasetEntry:
+        return _lookup(self.datasets, "dataset", name)
+
+    def encoder(self, name: str) -> EncoderEntry:
+        return _lookup(self.encoders, "encoder", name)
+
+    def backbone(self, name: str) -> BackboneEntry:
+        return _lookup(self.backbones, "backbone", name)
+
+
+def _lookup(table: dict[str, Any], kind: str, name: str) -> Any:
+    try:
+        return table[name]
+    except KeyError:
+        raise UnknownNameError(kind, name, table) from None
+
+
+_HOOKS = {
+    # hook name -> (registry attribute, kind word used in listings)
+    "register_indexers": ("indexers", "indexer"),
+    "register_tasks": ("tasks", "task"),
+    "register_datasets": ("datasets", "dataset"),
+    "register_encoders": ("encoders", "encoder"),
+    "register_backbones": ("backbones", "backbone"),
+}
+
+
+def _collect(registry: Registry, plugin_name: str, module: Any, info: PluginInfo) -> None:
+    """Call each hook this plugin implements and file what it registers under its name.
+
+    Calling hooks per plugin (rather than once through pluggy's fan-out) is what lets a failure
+    be pinned on one plugin and the rest carry on.
+    """
+    staged: dict[str, list[tuple[str, Any]]] = {}
+    for hook_name, (attr, _kind) in _HOOKS.items():
+        impl = getattr(module, hook_name, None)
+        if impl is None:
+            continue
+        items: list[tuple[str, Any]] = []
+        impl(register=lambda item, _items=items: _items.append((item.name, item)))
+        staged[attr] = items
+    # Nothing is registered unless every hook succeeded and no name clashes.
+    for attr, items in staged.items():
+        table = getattr(registry, attr)
+        for name, _ in items:
+            if name in table:
+                owner = getattr(table[name], "plugin", "") or "another plugin"
+                raise ValueError(f"{_HOOKS_BY_ATTR[attr]} {name!r} is already registered by {owner}")
+    for attr, items in staged.items():
+        table = getattr(registry, attr)
+        for name, item in items:
+            if dataclasses.is_dataclass(item) and hasattr(item, "plugin"):
+                item = dataclasses.replace(item, plugin=plugin_name)
+            table[name] = item
+            info.registers.setdefault(_HOOKS_BY_ATTR[attr], []).append(name)
+
+
+_HOOKS_BY_ATTR = {attr: kind for attr, kind in _HOOKS.values()}
+
+
+def load_registry(extra_plugins: list[Any] | None = None) -> Registry:
+    """Load the built-ins and every installed plugin into a fresh registry.
+
+    ``INDEXBENCH_DISABLE_PLUGINS`` (comma-separated entry-point names) skips the named plugins,
+    which helps when a broken plugin must be bypassed or a test must run without one.
+    """
+    from . import builtins
+
+    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    pm.add_hookspecs(hookspecs)
+    registry = Registry()
+    disabled = {n.strip() for n in os.environ.get("INDEXBENCH_DISABLE_PLUGINS", "").split(",") if n.strip()}
+
+    candidates: list[tuple[str, str, Callable[[], Any]]] = [
+        ("indexbench (built-in)", _version("indexbench"), lambda: builtins)
+    ]
+    for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if ep.name in disabled:
+            continue
+        version = ep.dist.version if ep.dist is not None else ""
+        candidates.append((ep.name, version, ep.load))
+    for module in extra_plugins or []:
+        name = getattr(module, "__name__", repr(module))
+        candidates.append((name, "", lambda m=module: m))
+
+    for name, version, load in candidates:
+        info = PluginInfo(name=name, version=version)
+        registry.plugins.append(info)
+        try:
+            module = load()
+            pm.register(module, name=name)
+            _collect(registry, name, module, info)
+        except Exception as exc:  # a broken plugin is reported, never fatal
+            info.error = f"{type(exc).__name__}: {exc}"
+            info.registers.clear()
+            if pm.is_registered(locals().get("module")):
+                pm.unregister(module)
+    return registry
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+_registry: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, loaded on first use (so ``--help`` loads no plugin)."""
+    global _registry
+    if _registry is None:
+        _registry = load_registry()
+    return _registry
+
+
+def reset_registry() -> None:
+    global _registry
+    _registry = None
+
+
+# --------------------------------------------------------------------------- indexer specs
+
+
+@dataclass(frozen=True)
+class IndexerSpec:
+    """An indexer name plus options, as written on the command line: ``name:key=value:...``."""
+
+    name: str
+    options: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> IndexerSpec:
+        name, *parts = text.strip().split(":")
+        options = []
+        for part in parts:
+            key, sep, value = part.partition("=")
+            if not sep or not key:
+                raise ConfigError(f"indexer option {part!r} in {text!r} is not of the form key=value")
+            options.append((key.strip().replace("-", "_"), value.strip()))
+        return cls(name.strip(), tuple(sorted(options)))
+
+    @property
+    def label(self) -> str:
+        """The canonical name results are filed under."""
+        return ":".join([self.name, *(f"{k}={v}" for k, v in self.options)])
+
+    def build_config(self, entry: IndexerEntry) -> Any:
+        return build_config(entry.config_class, dict(self.options), f"indexer {self.name!r}")
+
+
+def build_config(config_class: type, options: dict[str, str], owner: str) -> Any:
+    """Instantiate a config dataclass from string options, converting to each field's type."""
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    values: dict[str, Any] = {}
+    for key, raw in options.items():
+        if key not in fields:
+            valid = ", ".join(sorted(fields)) or "(none)"
+            raise ConfigError(f"{owner} has no option {key!r}; valid options: {valid}")
+        values[key] = _convert(raw, fields[key], owner)
+    return config_class(**values)
+
+
+def _convert(raw: str, fld: dataclasses.Field, owner: str) -> Any:
+    kind = fld.type if isinstance(fld.type, str) else getattr(fld.type, "__name__", str(fld.type))
+    kind = kind.replace(" ", "")
+    try:
+        if kind == "bool":
+            low = raw.lower()
+            if low in {"1", "true", "yes", "on"}:
+                return True
+            if low in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind in {"int|None", "None|int"}:
+            return None if raw.lower() == "none" else int(raw)
+        if kind in {"float|None", "None|float"}:
+            return None if raw.lower() == "none" else float(raw)
+    except ValueError:
+        raise ConfigError(f"{owner} option {fld.name!r} expects {kind}, got {raw!r}") from None
+    return raw
