@@ -1,0 +1,164 @@
+"""Built-in datasets, loading by name or by directory, and the status shown by `indexbench datasets`.
+
+Loaders live one per *format* (``beir``, ``amazon`` for the LC-Rec layout) plus the in-code
+``sample``. This module only imports the standard library at import time, because every CLI start
+registers the built-in datasets; the loaders are imported when a dataset is actually loaded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import DataError
+
+if TYPE_CHECKING:
+    from ..data import Dataset
+    from ..registry import DatasetEntry
+
+BEIR = "beir"
+LCREC = "lc-rec"
+_LOCATION_HINT = "set --data-dir or INDEXBENCH_DATA to the folder that contains"
+
+
+def _load_sample(directory: Path | None) -> Dataset:
+    from .sample import load_sample
+
+    return load_sample()
+
+
+def _load_scifact(directory: Path | None) -> Dataset:
+    from .beir import load_beir
+
+    assert directory is not None
+    return load_beir(directory, name="scifact")
+
+
+def _load_amazon_scientific(directory: Path | None) -> Dataset:
+    from .amazon import load_lcrec
+
+    assert directory is not None
+    return load_lcrec(directory, name="amazon-scientific", prefix="Scientific")
+
+
+def builtin_datasets() -> list[DatasetEntry]:
+    """The datasets the core registers: the generated sample and the two real ones."""
+    from ..registry import DatasetEntry
+
+    return [
+        DatasetEntry(
+            name="sample",
+            load=_load_sample,
+            description="Small generated product catalog (300 items, 300 users, 210 queries); no download",
+            tasks=("document-retrieval", "id-quality", "product-search", "recommendation"),
+        ),
+        DatasetEntry(
+            name="scifact",
+            load=_load_scifact,
+            description="BEIR SciFact: 5,183 abstracts, 809 train / 300 test claims",
+            files=("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"),
+            subdir="scifact",
+            tasks=("document-retrieval",),
+        ),
+        DatasetEntry(
+            name="amazon-scientific",
+            load=_load_amazon_scientific,
+            description="Amazon 2018 Industrial & Scientific (LC-Rec layout): 4,344 items, 8,317 users",
+            files=("Scientific.item.json", "Scientific.inter.json"),
+            subdir="amazon-scientific",
+            tasks=("id-quality", "product-search", "recommendation"),
+        ),
+    ]
+
+
+def dataset_dir(entry: DatasetEntry, data_dir: Path) -> Path | None:
+    """Where ``entry``'s files live under ``data_dir`` (None for generated datasets)."""
+    return None if entry.subdir is None else Path(data_dir) / entry.subdir
+
+
+def load_dataset(entry: DatasetEntry, data_dir: Path) -> Dataset:
+    """Load a registered dataset, first checking that its files are where they should be."""
+    directory = dataset_dir(entry, data_dir)
+    if directory is not None:
+        for name in entry.files:
+            if not (directory / name).is_file():
+                raise DataError(directory / name, f"missing file of dataset {entry.name!r} (looked in "
+                                                  f"{directory}); {_LOCATION_HINT} {entry.subdir}/")
+    return entry.load(directory)
+
+
+def _cheap_check(path: Path) -> str | None:
+    """A problem with the start of ``path``, or None; reads one line at most, never the whole file."""
+    from .jsonio import first_line
+
+    line = first_line(path)
+    if line is None:
+        return "file is empty"
+    if path.suffix == ".jsonl":
+        try:
+            if not isinstance(json.loads(line), dict):
+                return "line 1 is not a JSON object"
+        except json.JSONDecodeError as exc:
+            return f"line 1 is not valid JSON ({exc.msg})"
+    elif path.suffix == ".json" and not line.lstrip().startswith("{"):
+        return "does not start with a JSON object"
+    elif path.suffix == ".tsv" and len(line.rstrip("\r\n").split("\t")) != 3:
+        return "line 1 does not have 3 tab-separated columns"
+    return None
+
+
+def dataset_status(entry: DatasetEntry, data_dir: Path) -> tuple[str, str]:
+    """``("ok" | "missing" | "invalid" | "built-in", message)`` for the `indexbench datasets` listing."""
+    directory = dataset_dir(entry, data_dir)
+    if directory is None:
+        return "built-in", "generated in code, nothing to download"
+    for name in entry.files:
+        path = directory / name
+        if not path.is_file():
+            return "missing", f"{path} not found; {_LOCATION_HINT} {entry.subdir}/"
+    for name in entry.files:
+        path = directory / name
+        try:
+            problem = _cheap_check(path)
+        except OSError as exc:
+            problem = f"cannot read file ({exc.strerror or exc})"
+        if problem:
+            return "invalid", f"{path}: {problem}"
+    return "ok", str(directory)
+
+
+def detect_format(path: Path) -> str | None:
+    """``"beir"`` or ``"lc-rec"`` when ``path`` is a directory in that layout, else None."""
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    from .amazon import find_prefixes
+    from .beir import is_beir_dir
+
+    if is_beir_dir(path):
+        return BEIR
+    if find_prefixes(path):
+        return LCREC
+    return None
+
+
+def load_path(path: Path, name: str | None = None) -> Dataset:
+    """Load any directory in a supported layout (``--dataset /some/dir``); named after it by default."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(path, "no such dataset directory")
+    fmt = detect_format(path)
+    if fmt == BEIR:
+        from .beir import load_beir
+
+        return load_beir(path, name=name)
+    if fmt == LCREC:
+        from .amazon import load_lcrec
+
+        return load_lcrec(path, name=name)
+    raise DataError(path, "not a dataset directory: expected corpus.jsonl (BEIR) or "
+                          "<Name>.item.json + <Name>.inter.json (LC-Rec Amazon)")
+
+
+__all__ = ["builtin_datasets", "dataset_dir", "dataset_status", "detect_format", "load_dataset", "load_path"]
