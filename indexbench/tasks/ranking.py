@@ -1,0 +1,120 @@
+"""What every ranking task shares: build a `RetrievalProblem`, hand it to the indexer, rank the
+held-out test queries, score the rankings with ir-measures, and time each step.
+
+A concrete task only says how its queries, relevance judgements and training pairs come out of a
+dataset (`split`), and which metrics it reports.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from ..data import Dataset
+from ..protocols import (
+    IdIndexer,
+    QuerySet,
+    RetrievalProblem,
+    RetrievingIndexer,
+    RunContext,
+    TaskResult,
+)
+
+SEARCH_BATCH = 64
+"""Queries per `Retriever.search` call when ranking the whole test set."""
+
+LATENCY_PROBE = 50
+"""Queries timed one at a time for per-query latency; batched throughput is measured separately."""
+
+
+def indexer_name(indexer: Any) -> str:
+    return getattr(indexer, "name", type(indexer).__name__)
+
+
+class RankingTask:
+    name: ClassVar[str]
+    description: ClassVar[str]
+    metrics: ClassVar[Sequence[str]]
+    reference: ClassVar[str] = ""
+
+    # -- what subclasses provide -------------------------------------------------------------
+
+    def dataset_skip_reason(self, dataset: Dataset) -> str | None:
+        """Why ``dataset`` cannot support this task (None if it can)."""
+        raise NotImplementedError
+
+    def split(self, dataset: Dataset) -> tuple[RetrievalProblem, QuerySet]:
+        """The problem the indexer sees and the test set it is scored on."""
+        raise NotImplementedError
+
+    # -- the shared protocol --------------------------------------------------------------
+
+    @property
+    def cutoff(self) -> int:
+        """How many documents to retrieve per query: the deepest metric cutoff."""
+        return max(int(m.split("@")[1]) for m in self.metrics)
+
+    def skip_reason(self, indexer: Any, dataset: Dataset) -> str | None:
+        if not isinstance(indexer, RetrievingIndexer):
+            if isinstance(indexer, IdIndexer):
+                return (f"{indexer_name(indexer)} assigns semantic IDs but retrieves nothing itself, and "
+                        "no generative retrieval engine is installed to turn IDs into a retriever")
+            return f"{indexer_name(indexer)} implements neither build_retriever nor assign_ids"
+        return self.dataset_skip_reason(dataset)
+
+    def evaluate(self, indexer: Any, dataset: Dataset, ctx: RunContext) -> TaskResult:
+        from ..metrics import ranking_metrics
+
+        problem, test = self.split(dataset)
+        started = time.perf_counter()
+        retriever = indexer.build_retriever(problem, ctx)
+        fit_s = time.perf_counter() - started
+
+        qids = list(test.queries)
+        texts = [test.queries[q] for q in qids]
+        rankings: dict[str, list[tuple[str, float]]] = {}
+        started = time.perf_counter()
+        with ctx.progress.task(f"{self.name}: ranking {len(qids):,} test queries", total=len(qids)) as bar:
+            for lo in range(0, len(qids), SEARCH_BATCH):
+                batch = retriever.search(texts[lo : lo + SEARCH_BATCH], self.cutoff)
+                for qid, ranking in zip(qids[lo : lo + SEARCH_BATCH], batch):
+                    rankings[qid] = ranking
+                bar.advance(len(batch))
+        search_s = time.perf_counter() - started
+
+        latencies = []
+        for text in texts[:LATENCY_PROBE]:
+            t0 = time.perf_counter()
+            retriever.search([text], self.cutoff)
+            latencies.append(time.perf_counter() - t0)
+
+        metrics = ranking_metrics(rankings, test.qrels, self.metrics)
+        return TaskResult(
+            metrics=metrics,
+            timings={
+                "fit_s": fit_s,
+                "search_s": search_s,
+                "queries_per_s": len(qids) / search_s if search_s > 0 else float("inf"),
+                **_percentiles_ms(latencies),
+            },
+            details={
+                "n_documents": len(problem.corpus),
+                "n_train_pairs": len(problem.train_pairs),
+                "n_dev_queries": len(problem.dev),
+                "n_test_queries": len(test),
+                "cutoff": self.cutoff,
+            },
+        )
+
+
+def _percentiles_ms(seconds: list[float]) -> dict[str, float]:
+    if not seconds:
+        return {}
+    ordered = sorted(seconds)
+
+    def pick(q: float) -> float:
+        # Nearest-rank percentile: a value that was actually observed.
+        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))] * 1000
+
+    return {"latency_p50_ms": pick(0.50), "latency_p95_ms": pick(0.95)}
