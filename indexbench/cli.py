@@ -1,0 +1,230 @@
+"""The `indexbench` command: a thin Typer layer over `indexbench.runner` and friends.
+
+Nothing heavy is imported at module level (a test checks that ``--help`` never imports torch):
+each command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import tempfile
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="Benchmark semantic indexers against classic retrieval on the same tasks, data and metrics.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Format(str, Enum):
+    rich = "rich"
+    markdown = "markdown"
+    csv = "csv"
+    json = "json"
+
+
+def _split(values: list[str] | None) -> list[str]:
+    """Accept both ``-i a,b`` and ``-i a -i b``."""
+    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def friendly_errors(func):
+    """Turn an `IndexbenchError` into one red line on stderr and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from .errors import IndexbenchError
+
+        try:
+            return func(*args, **kwargs)
+        except IndexbenchError as exc:
+            _console(stderr=True).print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _headlines() -> dict[str, list[str]]:
+    from .registry import get_registry
+
+    return {name: list(task.metrics) for name, task in get_registry().tasks.items()}
+
+
+DataDir = Annotated[Path | None, typer.Option(
+    "--data-dir", help="Where dataset folders live [default: $INDEXBENCH_DATA, else a per-user data dir].")]
+StorePath = Annotated[Path | None, typer.Option(
+    "--store", help="SQLite results store [default: $INDEXBENCH_RESULTS, else a per-user file].")]
+
+
+@app.command()
+@friendly_errors
+def run(
+    indexer: Annotated[list[str], typer.Option(
+        "--indexer", "-i", help="Indexer(s), comma-separated; options as name:key=value, e.g. dual-encoder:finetune=true.")],
+    task: Annotated[list[str] | None, typer.Option(
+        "--task", "-t", help="Task(s), comma-separated [default: every task; inapplicable cells are skipped].")] = None,
+    dataset: Annotated[list[str] | None, typer.Option(
+        "--dataset", "-d", help="Dataset name(s) or dataset directories, comma-separated.")] = None,
+    data_dir: DataDir = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Artifact cache [default: $INDEXBENCH_CACHE, else a per-user cache dir].")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute every artifact and store none.")] = False,
+    store: StorePath = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the records to this JSON file.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for every random choice a model makes.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Run every indexer × task × dataset cell, store the records and print a leaderboard."""
+    from .console import RichProgress
+    from .leaderboard import build_tables, render_json, render_rich
+    from .registry import get_registry
+    from .runner import run_grid
+
+    tasks = _split(task) or sorted(get_registry().tasks)
+    with RichProgress(enabled=not quiet) as progress:
+        records = run_grid(
+            _split(indexer), tasks, _split(dataset) or ["sample"], data_dir=data_dir, cache_dir=cache_dir,
+            use_cache=not no_cache, store=store, seed=seed, device=device, progress=progress,
+        )
+    if json_path is not None:
+        _write_atomic(json_path, render_json(records))
+    render_rich(build_tables(records, _headlines()), _console())
+    if any(r.status == "error" for r in records):
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly_errors
+def leaderboard(
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d")] = None,
+    task: Annotated[str | None, typer.Option("--task", "-t")] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.rich,
+    store: StorePath = None,
+) -> None:
+    """Re-render the leaderboard from the results store (latest record per cell)."""
+    from . import paths
+    from .leaderboard import build_tables, render_csv, render_json, render_markdown, render_rich
+    from .store import ResultStore
+
+    records = ResultStore(paths.results_path(store)).records(dataset=dataset, task=task)
+    if not records:
+        _console(stderr=True).print("no results stored yet: run `indexbench run` first")
+        raise typer.Exit(1)
+    if fmt is Format.rich:
+        render_rich(build_tables(records, _headlines()), _console())
+    elif fmt is Format.markdown:
+        sys.stdout.write(render_markdown(build_tables(records, _headlines())))
+    elif fmt is Format.csv:
+        sys.stdout.write(render_csv(records))
+    else:
+        sys.stdout.write(render_json(records) + "\n")
+
+
+@app.command()
+def plugins(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """List installed plugins, their versions and what each registers."""
+    import json
+
+    from rich.table import Table
+
+    from .registry import get_registry
+
+    infos = get_registry().plugins
+    if as_json:
+        print(json.dumps([vars(i) for i in infos], indent=2))
+        return
+    table = Table(title="indexbench plugins", title_justify="left")
+    for col in ("plugin", "version", "registers"):
+        table.add_column(col)
+    for info in infos:
+        if info.error:
+            what = f"[red]failed to load: {info.error}[/]"
+        else:
+            what = "; ".join(f"{kind}s: {', '.join(names)}" for kind, names in info.registers.items()) or "-"
+        table.add_row(info.name, info.version, what)
+    _console().print(table)
+
+
+@app.command()
+def indexers() -> None:
+    """List indexers with their kind and options (set as name:key=value)."""
+    import dataclasses
+
+    from rich.table import Table
+
+    from .registry import get_registry
+
+    table = Table(title="indexers", title_justify="left")
+    for col in ("indexer", "kind", "plugin", "options (defaults)", "description"):
+        table.add_column(col)
+    for name, entry in sorted(get_registry().indexers.items()):
+        opts = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(entry.config_class)
+                         if f.default is not dataclasses.MISSING)
+        table.add_row(name, entry.kind, entry.plugin, opts or "-", entry.description)
+    _console().print(table)
+
+
+@app.command()
+def tasks() -> None:
+    """List tasks with their metrics."""
+    from rich.table import Table
+
+    from .registry import get_registry
+
+    table = Table(title="tasks", title_justify="left")
+    for col in ("task", "metrics", "description"):
+        table.add_column(col)
+    for name, task in sorted(get_registry().tasks.items()):
+        table.add_row(name, ", ".join(task.metrics), task.description)
+    _console().print(table)
+
+
+@app.command()
+def datasets(data_dir: DataDir = None) -> None:
+    """List datasets and whether their files are present and valid."""
+    from rich.table import Table
+
+    from . import paths
+    from .datasets import dataset_status
+    from .registry import get_registry
+
+    root = paths.data_dir(data_dir)
+    table = Table(title=f"datasets (data dir: {root})", title_justify="left")
+    for col in ("dataset", "status", "tasks", "description"):
+        table.add_column(col)
+    colours = {"ok": "green", "built-in": "green", "missing": "yellow", "invalid": "red"}
+    for name, entry in sorted(get_registry().datasets.items()):
+        status, message = dataset_status(entry, root)
+        table.add_row(name, f"[{colours.get(status, 'white')}]{status}[/] {message}",
+                      ", ".join(entry.tasks) or "all", entry.description)
+    _console().print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

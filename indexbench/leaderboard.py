@@ -1,0 +1,114 @@
+"""Leaderboards from run records: one table per (dataset, task), one row per indexer.
+
+The same table renders to Rich (terminal), Markdown (READMEs, PR comments), CSV and JSON. Skipped
+and failed cells stay visible with their reason: a missing number must never look like a zero.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .store import RunRecord
+
+TIMING_COLUMNS = (("fit_s", "fit s", "{:.1f}"), ("queries_per_s", "q/s", "{:.1f}"),
+                  ("latency_p50_ms", "p50 ms", "{:.1f}"), ("index_s", "index s", "{:.1f}"))
+
+
+@dataclass
+class Table:
+    dataset: str
+    task: str
+    columns: list[str]
+    rows: list[list[str]]
+    raw: list[RunRecord]
+
+    @property
+    def title(self) -> str:
+        return f"{self.dataset} · {self.task}"
+
+
+def build_tables(records: Sequence[RunRecord], headline: dict[str, Sequence[str]] | None = None) -> list[Table]:
+    """Group records into tables. ``headline`` maps a task to the metrics shown as columns
+    (default: every metric that appears, in first-seen order)."""
+    headline = headline or {}
+    groups: dict[tuple[str, str], list[RunRecord]] = {}
+    for rec in records:
+        groups.setdefault((rec.dataset, rec.task), []).append(rec)
+    tables = []
+    for (dataset, task), recs in groups.items():
+        metrics = list(headline.get(task) or _union(r.metrics for r in recs))
+        timings = [t for t in TIMING_COLUMNS if any(t[0] in r.timings for r in recs)]
+        first = metrics[0] if metrics else None
+        recs = sorted(recs, key=lambda r: (r.status != "ok", -(r.metrics.get(first, 0.0) if first else 0.0),
+                                           r.indexer))
+        rows = []
+        for r in recs:
+            if r.status == "ok":
+                cells = [_fmt(r.metrics.get(m)) for m in metrics]
+                cells += [fmt.format(r.timings[key]) if key in r.timings else "" for key, _, fmt in timings]
+                rows.append([r.indexer, *cells])
+            else:
+                rows.append([r.indexer, f"{r.status}: {r.reason}", *[""] * (len(metrics) + len(timings) - 1)])
+        columns = ["indexer", *metrics, *(label for _, label, _ in timings)]
+        tables.append(Table(dataset, task, columns, rows, recs))
+    return sorted(tables, key=lambda t: (t.dataset, t.task))
+
+
+def _union(dicts) -> list[str]:
+    seen: dict[str, None] = {}
+    for d in dicts:
+        seen.update(dict.fromkeys(d))
+    return list(seen)
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def render_rich(tables: Sequence[Table], console) -> None:
+    from rich.table import Table as RichTable
+
+    for table in tables:
+        rt = RichTable(title=table.title, title_justify="left")
+        for i, col in enumerate(table.columns):
+            rt.add_column(col, justify="left" if i == 0 else "right", no_wrap=i == 0)
+        for row, rec in zip(table.rows, table.raw):
+            style = {"ok": None, "skipped": "dim", "error": "red"}[rec.status]
+            if rec.status != "ok" and len(row) > 2:
+                # Let the reason span the table instead of squeezing it into one metric column.
+                row = [row[0], row[1]] + [""] * (len(row) - 2)
+            rt.add_row(*row, style=style)
+        console.print(rt)
+
+
+def render_markdown(tables: Sequence[Table]) -> str:
+    out = []
+    for table in tables:
+        out.append(f"**{table.title}**\n")
+        out.append("| " + " | ".join(table.columns) + " |")
+        out.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(table.columns))) + "|")
+        for row in table.rows:
+            out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def render_csv(records: Sequence[RunRecord]) -> str:
+    """Long format, one row per (record, metric): easy to load into pandas or a spreadsheet."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["dataset", "task", "indexer", "status", "reason", "metric", "value"])
+    for r in records:
+        if r.status != "ok":
+            writer.writerow([r.dataset, r.task, r.indexer, r.status, r.reason, "", ""])
+        for name, value in {**r.metrics, **r.timings}.items():
+            writer.writerow([r.dataset, r.task, r.indexer, r.status, "", name, value])
+    return buf.getvalue()
+
+
+def render_json(records: Sequence[RunRecord]) -> str:
+    return json.dumps([r.to_dict() for r in records], indent=2, sort_keys=True)

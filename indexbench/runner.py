@@ -1,0 +1,233 @@
+"""Grid expansion and execution: the library call the CLI is a thin layer over.
+
+Everything that can be wrong with the input (an unknown name, a bad option, a missing or
+malformed data file) is checked before the first cell runs, so bad input fails fast and leaves
+no record behind. After that each cell runs in turn; a cell that crashes is recorded as an error
+with its message and the grid carries on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from . import paths
+from .cache import ArtifactCache
+from .data import Dataset, fingerprint_of
+from .errors import IndexbenchError
+from .protocols import Progress, RunContext, SilentProgress
+from .registry import IndexerEntry, IndexerSpec, Registry, get_registry
+from .store import ResultStore, RunRecord
+
+_TRACKED_PACKAGES = ("indexbench", "torch", "transformers", "faiss-cpu", "bm25s", "ir-measures",
+                     "scikit-learn", "numpy")
+
+
+@dataclasses.dataclass
+class Cell:
+    spec: IndexerSpec
+    entry: IndexerEntry
+    config: Any
+    task: Any
+    dataset: Dataset
+
+
+def resolve_device(device: str) -> str:
+    if device not in {"auto", "cpu", "cuda"}:
+        raise IndexbenchError(f"unknown device {device!r}; valid devices: auto, cpu, cuda")
+    if device == "cpu":
+        return "cpu"
+    import importlib.util
+
+    has_cuda = False
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    if device == "cuda" and not has_cuda:
+        raise IndexbenchError("--device cuda was asked for, but torch sees no CUDA device")
+    return "cuda" if has_cuda else "cpu"
+
+
+def load_datasets(names: Sequence[str], registry: Registry, data_dir: str | Path | None) -> list[Dataset]:
+    """Load every dataset named (a registered name, or a path to a dataset directory)."""
+    from .datasets import load_dataset, load_path
+
+    loaded = []
+    for name in names:
+        if name not in registry.datasets and Path(name).expanduser().is_dir():
+            loaded.append(load_path(Path(name).expanduser()))
+        else:
+            loaded.append(load_dataset(registry.dataset(name), paths.data_dir(data_dir)))
+    return loaded
+
+
+def plan_grid(
+    indexers: Sequence[str | IndexerSpec],
+    tasks: Sequence[str],
+    datasets: Sequence[Dataset],
+    registry: Registry,
+) -> list[Cell]:
+    specs = [s if isinstance(s, IndexerSpec) else IndexerSpec.parse(s) for s in indexers]
+    entries = [(spec, registry.indexer(spec.name)) for spec in specs]
+    configured = [(spec, entry, spec.build_config(entry)) for spec, entry in entries]
+    task_objs = [registry.task(name) for name in tasks]
+    return [
+        Cell(spec, entry, config, task, dataset)
+        for dataset in datasets
+        for task in task_objs
+        for spec, entry, config in configured
+    ]
+
+
+def run_grid(
+    indexers: Sequence[str | IndexerSpec],
+    tasks: Sequence[str],
+    datasets: Sequence[str] = ("sample",),
+    *,
+    data_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    store: ResultStore | str | Path | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    progress: Progress | None = None,
+    registry: Registry | None = None,
+) -> list[RunRecord]:
+    """Run every indexer × task × dataset cell and return (and store) one record per cell.
+
+    ``store=None`` writes to the default results store; pass a path or a `ResultStore` to choose
+    another, or ``False`` to store nothing.
+    """
+    registry = registry or get_registry()
+    progress = progress or SilentProgress()
+    if not indexers:
+        raise IndexbenchError("no indexer given; valid indexers: " + ", ".join(sorted(registry.indexers)))
+    if not tasks:
+        raise IndexbenchError("no task given; valid tasks: " + ", ".join(sorted(registry.tasks)))
+    # Names and options first: they are cheap to check and the commonest mistake.
+    plan_grid(indexers, tasks, [], registry)
+    for name in datasets:
+        if not Path(name).expanduser().is_dir():
+            registry.dataset(name)
+    loaded = load_datasets(datasets, registry, data_dir)
+    cells = plan_grid(indexers, tasks, loaded, registry)
+    device = resolve_device(device)
+    cache = ArtifactCache(paths.cache_dir(cache_dir)) if use_cache else ArtifactCache.disabled()
+    if store is not False:
+        store = store if isinstance(store, ResultStore) else ResultStore(paths.results_path(store))
+    grid_id = uuid.uuid4().hex[:12]
+    provenance = {"versions": package_versions(), "git_commit": git_commit(), "device": device,
+                  "grid_id": grid_id, "seed": seed}
+
+    records = []
+    with progress.task(f"grid: {len(cells)} cells", total=len(cells)) as grid_bar:
+        for cell in cells:
+            grid_bar.set_status(f"{cell.spec.label} × {cell.task.name} × {cell.dataset.name}")
+            record = run_cell(cell, cache=cache, progress=progress, **provenance)
+            records.append(record)
+            if store is not False:
+                store.add(record)
+            progress.log(_summary(record))
+            grid_bar.advance()
+    return records
+
+
+def run_cell(cell: Cell, *, cache: ArtifactCache, progress: Progress, seed: int, device: str,
+             versions: dict[str, str], git_commit: str, grid_id: str) -> RunRecord:
+    config = dataclasses.asdict(cell.config)
+    record = RunRecord(
+        indexer=cell.spec.label, task=cell.task.name, dataset=cell.dataset.name, status="ok",
+        seed=seed, device=device, config={"indexer": cell.entry.name, "options": config},
+        config_hash=fingerprint_of([cell.entry.name, config, cell.task.name, seed]),
+        dataset_fingerprint=cell.dataset.fingerprint,
+        versions={**versions, f"plugin:{cell.entry.plugin}": _plugin_version(cell.entry)},
+        git_commit=git_commit, grid_id=grid_id,
+        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    started = time.perf_counter()
+    try:
+        indexer = cell.entry.factory(cell.config)
+        reason = cell.task.skip_reason(indexer, cell.dataset)
+        if reason:
+            record.status, record.reason = "skipped", reason
+        else:
+            seed_everything(seed)
+            ctx = RunContext(seed=seed, device=device, cache=cache, progress=progress,
+                             dataset_name=cell.dataset.name, task_name=cell.task.name)
+            result = cell.task.evaluate(indexer, cell.dataset, ctx)
+            record.metrics = {k: float(v) for k, v in result.metrics.items()}
+            record.timings = dict(result.timings)
+            record.details = dict(result.details)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # a crashing cell is a result to report, not the end of the grid
+        record.status = "error"
+        record.reason = str(exc) if isinstance(exc, IndexbenchError) else f"{type(exc).__name__}: {exc}"
+        record.details = {"traceback": traceback.format_exc()}
+    record.duration_s = time.perf_counter() - started
+    return record
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:
+        pass
+    if "torch" in sys.modules:  # seed torch only if a plugin already paid for importing it
+        sys.modules["torch"].manual_seed(seed)
+
+
+def package_versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in _TRACKED_PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def _plugin_version(entry: IndexerEntry) -> str:
+    module = sys.modules.get(entry.factory.__module__)
+    return str(getattr(module, "__version__", ""))
+
+
+def git_commit() -> str:
+    """The commit of the indexbench checkout, with ``+dirty`` for uncommitted changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        def git(*args: str) -> str:
+            return subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True,
+                                  timeout=5, check=True, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
+                                  ).stdout.strip()
+
+        commit = git("rev-parse", "HEAD")
+        return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _summary(record: RunRecord) -> str:
+    head = f"{record.indexer} × {record.task} × {record.dataset}"
+    if record.status == "ok":
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in list(record.metrics.items())[:4])
+        return f"[green]✓[/] {head}: {shown} ({record.duration_s:.1f}s)"
+    if record.status == "skipped":
+        return f"[yellow]–[/] {head}: skipped ({record.reason})"
+    return f"[red]✗[/] {head}: error ({record.reason})"

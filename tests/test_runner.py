@@ -1,0 +1,136 @@
+"""The runner, store, cache and leaderboard as a library: `run_grid` in-process."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from indexbench import hookimpl
+from indexbench.cache import ArtifactCache
+from indexbench.errors import ConfigError
+from indexbench.leaderboard import build_tables, render_markdown
+from indexbench.registry import IndexerEntry, IndexerSpec, load_registry
+from indexbench.runner import run_grid
+from indexbench.store import ResultStore
+
+sys.path.insert(0, str(Path(__file__).parent / "example_plugin"))
+import indexbench_example  # noqa: E402
+
+
+class Exploding:
+    name = "exploding"
+
+    def __init__(self, config):
+        pass
+
+    def build_retriever(self, problem, ctx):
+        raise RuntimeError("out of cheese")
+
+
+class ClashingPlugin:
+    @staticmethod
+    @hookimpl
+    def register_indexers(register):
+        register(IndexerEntry(name="bm25", factory=Exploding))
+
+
+class ExplodingPlugin:
+    @staticmethod
+    @hookimpl
+    def register_indexers(register):
+        register(IndexerEntry(name="exploding", factory=Exploding))
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_registry(extra_plugins=[indexbench_example, ExplodingPlugin, ClashingPlugin])
+
+
+def test_name_clash_is_reported_on_the_later_plugin(registry):
+    clash = [p for p in registry.plugins if p.name.endswith("ClashingPlugin")][0]
+    assert "already registered by bm25" in clash.error
+    assert registry.indexer("bm25").plugin == "bm25"
+
+
+def test_grid_records_ok_skipped_and_error_cells_and_goes_on(registry, tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite")
+    records = run_grid(["exploding", "word-overlap"], ["product-search", "id-quality"], ["sample"],
+                       cache_dir=tmp_path / "cache", store=store, registry=registry, device="cpu")
+    status = {(r.indexer, r.task): (r.status, r.reason) for r in records}
+    assert status[("exploding", "product-search")] == ("error", "RuntimeError: out of cheese")
+    assert status[("word-overlap", "product-search")][0] == "ok"
+    assert status[("exploding", "id-quality")][0] == "skipped"
+    assert len(store.records()) == 4
+    error = [r for r in store.records() if r.status == "error"][0]
+    assert "out of cheese" in error.details["traceback"]
+
+
+def test_same_seed_same_metrics_and_latest_record_wins(registry, tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite")
+    runs = [run_grid(["title-letters"], ["id-quality"], ["sample"], cache_dir=tmp_path / "c", store=store,
+                     registry=registry, device="cpu", seed=3)[0] for _ in range(2)]
+    assert runs[0].metrics == runs[1].metrics and runs[0].status == "ok"
+    assert runs[0].config_hash == runs[1].config_hash
+    assert len(store.records(latest=False)) == 2 and len(store.records()) == 1
+
+
+def test_bm25_fitted_index_is_cached(registry, tmp_path):
+    first = run_grid(["bm25"], ["product-search"], ["sample"], cache_dir=tmp_path / "c", store=False,
+                     registry=registry, device="cpu")[0]
+    assert list((tmp_path / "c" / "bm25").iterdir())
+    second = run_grid(["bm25"], ["product-search"], ["sample"], cache_dir=tmp_path / "c", store=False,
+                      registry=registry, device="cpu")[0]
+    assert first.status == second.status == "ok" and first.metrics == second.metrics
+
+
+def test_indexer_spec_parsing_and_labels():
+    spec = IndexerSpec.parse("dual-encoder:finetune=true:batch-size=8")
+    assert spec.name == "dual-encoder"
+    assert spec.options == (("batch_size", "8"), ("finetune", "true"))
+    assert spec.label == "dual-encoder:batch_size=8:finetune=true"
+    with pytest.raises(ConfigError, match="not of the form key=value"):
+        IndexerSpec.parse("bm25:k1")
+
+
+def test_option_types_are_converted(registry):
+    config = IndexerSpec.parse("title-letters:buckets=5").build_config(registry.indexer("title-letters"))
+    assert config.buckets == 5
+    with pytest.raises(ConfigError, match="expects int"):
+        IndexerSpec.parse("title-letters:buckets=many").build_config(registry.indexer("title-letters"))
+
+
+def test_markdown_leaderboard_keeps_skips_visible(registry, tmp_path):
+    records = run_grid(["word-overlap"], ["id-quality"], ["sample"], store=False, registry=registry,
+                       use_cache=False, device="cpu")
+    text = render_markdown(build_tables(records))
+    assert "| word-overlap | skipped: word-overlap assigns no semantic IDs" in text
+
+
+def test_cache_writes_are_atomic(tmp_path):
+    cache = ArtifactCache(tmp_path)
+
+    def fail(directory):
+        (directory / "half").write_text("x")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        cache.get_or_create("ns", {"k": 1}, fail, lambda d: d)
+    assert not cache.has("ns", {"k": 1})
+    assert list((tmp_path / "ns").iterdir()) == []
+
+    @dataclass
+    class Calls:
+        n: int = 0
+
+    calls = Calls()
+
+    def compute():
+        calls.n += 1
+        return [1.0, 2.0]
+
+    assert cache.array("emb", "key", compute).tolist() == [1.0, 2.0]
+    assert cache.array("emb", "key", compute).tolist() == [1.0, 2.0]
+    assert calls.n == 1 and cache.hits == 1
