@@ -39,7 +39,9 @@ def _split(values: list[str] | None) -> list[str]:
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped output has no terminal width; a wide default keeps leaderboard columns unclipped.
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 200)
 
 
 def friendly_errors(func):

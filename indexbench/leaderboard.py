@@ -70,19 +70,28 @@ def _fmt(value: float | None) -> str:
 
 
 def render_rich(tables: Sequence[Table], console) -> None:
+    """Scored cells as a table; skipped and failed cells as lines under it, so a long reason
+    never squeezes the metric columns."""
     from rich.table import Table as RichTable
+    from rich.text import Text
 
     for table in tables:
-        rt = RichTable(title=table.title, title_justify="left")
-        for i, col in enumerate(table.columns):
-            rt.add_column(col, justify="left" if i == 0 else "right", no_wrap=i == 0)
-        for row, rec in zip(table.rows, table.raw):
-            style = {"ok": None, "skipped": "dim", "error": "red"}[rec.status]
-            if rec.status != "ok" and len(row) > 2:
-                # Let the reason span the table instead of squeezing it into one metric column.
-                row = [row[0], row[1]] + [""] * (len(row) - 2)
-            rt.add_row(*row, style=style)
-        console.print(rt)
+        scored = [(row, rec) for row, rec in zip(table.rows, table.raw) if rec.status == "ok"]
+        if scored:
+            rt = RichTable(title=table.title, title_justify="left")
+            for i, col in enumerate(table.columns):
+                rt.add_column(col, justify="left" if i == 0 else "right", no_wrap=True, min_width=len(col))
+            for row, _ in scored:
+                rt.add_row(*row)
+            console.print(rt)
+        else:
+            console.print(Text(table.title, style="italic"))
+        for rec in table.raw:
+            if rec.status != "ok":
+                style = "yellow" if rec.status == "skipped" else "red"
+                console.print(Text.assemble(("  " + rec.indexer, "bold"), (f" {rec.status}: ", style),
+                                            rec.reason))
+        console.print()
 
 
 def render_markdown(tables: Sequence[Table]) -> str:

@@ -104,6 +104,8 @@ class RankingTask:
                 "n_dev_queries": len(problem.dev),
                 "n_test_queries": len(test),
                 "cutoff": self.cutoff,
+                # Whatever the indexer chose to report about its build (training losses, ...).
+                "indexer": getattr(indexer, "details", {}),
             },
         )
 
