@@ -113,6 +113,10 @@ def run(
     if json_path is not None:
         _write_atomic(json_path, render_json(records))
     render_rich(build_tables(records, _headlines()), _console())
+    from . import paths
+
+    _console(stderr=True).print(f"[dim]{len(records)} record{'' if len(records) == 1 else 's'} stored in {paths.results_path(store)}"
+                                f"{f' and {json_path}' if json_path else ''}[/]")
     if any(r.status == "error" for r in records):
         raise typer.Exit(1)
 

@@ -147,6 +147,11 @@ class IdIndexer(Protocol):
 Indexer = RetrievingIndexer | IdIndexer
 
 
+def indexer_name(indexer: Any) -> str:
+    """How messages name an indexer: its ``name`` attribute, else its class name."""
+    return getattr(indexer, "name", type(indexer).__name__)
+
+
 # --------------------------------------------------------------------------- task
 
 
@@ -177,5 +182,5 @@ class Task(Protocol):
 __all__ = [
     "Corpus", "Dataset", "IdIndexer", "Indexer", "Progress", "ProgressTask", "Qrels", "Queries",
     "QuerySet", "Ranking", "RetrievalProblem", "Retriever", "RetrievingIndexer", "RunContext",
-    "SemanticIds", "SilentProgress", "Task", "TaskResult",
+    "SemanticIds", "SilentProgress", "Task", "TaskResult", "indexer_name",
 ]

@@ -14,13 +14,10 @@ from typing import Any
 from ..data import Corpus, Dataset, SemanticIds
 from ..metrics import ami, id_diagnostics
 from ..protocols import IdIndexer, RunContext, TaskResult
+from ..protocols import indexer_name as _label
 
 LEVELS = (2, 3)
 """Category levels compared with the IDs; level 1 is the dataset's root and carries nothing."""
-
-
-def _label(indexer: Any) -> str:
-    return getattr(indexer, "name", type(indexer).__name__)
 
 
 def _check_ids(ids: Any, corpus: Corpus, indexer: Any) -> None:

@@ -19,6 +19,7 @@ from ..protocols import (
     RetrievingIndexer,
     RunContext,
     TaskResult,
+    indexer_name,
 )
 
 SEARCH_BATCH = 64
@@ -26,10 +27,6 @@ SEARCH_BATCH = 64
 
 LATENCY_PROBE = 50
 """Queries timed one at a time for per-query latency; batched throughput is measured separately."""
-
-
-def indexer_name(indexer: Any) -> str:
-    return getattr(indexer, "name", type(indexer).__name__)
 
 
 class RankingTask:
