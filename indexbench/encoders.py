@@ -56,7 +56,8 @@ def _offline() -> None:
 
 @contextmanager
 def _quiet_loading():
-    """Silence transformers' own tqdm bar while loading weights (the caller reports progress)."""
+    """Silence transformers' own tqdm bars while loading or saving weights (the caller reports
+    progress)."""
     from transformers.utils import logging as hf_logging
 
     enabled = hf_logging.is_progress_bar_enabled()
@@ -260,7 +261,8 @@ class TextEncoder:
         """Write model, tokenizer and encoder settings as a Hugging Face–loadable directory."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(directory)
+        with _quiet_loading():  # transformers would draw its own "Writing model shards" bar
+            self.model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
         meta = {"name": self.name, "source": self.source, "pooling": self.pooling,
                 "normalize": self.normalize, "weights": self.weights_fingerprint}
