@@ -1,4 +1,4 @@
-"""The core's own registrations: tasks, dataset formats and text encoders.
+"""The core's own registrations: tasks, dataset formats, text encoders and seq2seq backbones.
 
 They go through the same hooks as any plugin, so `indexbench plugins` lists them the same way.
 """
@@ -29,4 +29,12 @@ def register_encoders(register):
     from .encoders import builtin_encoders
 
     for entry in builtin_encoders():
+        register(entry)
+
+
+@hookimpl
+def register_backbones(register):
+    from .generative.backbones import builtin_backbones
+
+    for entry in builtin_backbones():
         register(entry)

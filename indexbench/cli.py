@@ -207,6 +207,33 @@ def tasks() -> None:
     _console().print(table)
 
 
+def _print_entries(title: str, entries: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for col in (title.rstrip("s"), "plugin", "description"):
+        table.add_column(col)
+    for name, entry in sorted(entries.items()):
+        table.add_row(name, entry.plugin, entry.description)
+    _console().print(table)
+
+
+@app.command()
+def encoders() -> None:
+    """List text encoders (for dense retrieval and two-stage semantic IDs)."""
+    from .registry import get_registry
+
+    _print_entries("encoders", get_registry().encoders)
+
+
+@app.command()
+def backbones() -> None:
+    """List seq2seq backbones of the generative engine (a local checkpoint path also works)."""
+    from .registry import get_registry
+
+    _print_entries("backbones", get_registry().backbones)
+
+
 @app.command()
 def datasets(data_dir: DataDir = None) -> None:
     """List datasets and whether their files are present and valid."""

@@ -79,16 +79,20 @@ def test_plugins_lists_builtins_third_party_and_broken(env):
 
 def test_third_party_plugin_runs_through_the_grid(env, tmp_path):
     out = tmp_path / "records.json"
-    result = cli(env, "run", "-i", "word-overlap,title-letters:buckets=4", "-t", "id-quality,product-search",
+    # The ID indexer retrieves through the core's generative engine (a tiny backbone, 3 steps).
+    letters = "title-letters:buckets=4:backbone=tiny:max_steps=3"
+    result = cli(env, "run", "-i", f"word-overlap,{letters}", "-t", "id-quality,product-search",
                  "--json", str(out), "-q")
     assert result.returncode == 0, result.stderr
     records = {(r["indexer"], r["task"]): r for r in json.loads(out.read_text())}
     assert records[("word-overlap", "id-quality")]["status"] == "skipped"
     assert "semantic ID" in records[("word-overlap", "id-quality")]["reason"]
-    ids = records[("title-letters:buckets=4", "id-quality")]
+    ids = records[("title-letters:backbone=tiny:buckets=4:max_steps=3", "id-quality")]
     assert ids["status"] == "ok" and ids["dataset"] == "sample"
     assert 0.0 <= ids["metrics"]["utilization@1"] <= 1.0 and "ami_l2" in ids["metrics"]
-    assert records[("title-letters:buckets=4", "product-search")]["status"] == "skipped"
+    generated = records[("title-letters:backbone=tiny:buckets=4:max_steps=3", "product-search")]
+    assert generated["status"] == "ok", generated.get("error")
+    assert generated["details"]["indexer"]["training"]["steps"] == 3
     search = records[("word-overlap", "product-search")]
     assert search["status"] == "ok" and set(search["metrics"]) == {"ndcg@5", "map@5", "recall@10"}
     assert search["metrics"]["ndcg@5"] > 0.0

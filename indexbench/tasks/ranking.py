@@ -53,16 +53,18 @@ class RankingTask:
         return max(int(m.split("@")[1]) for m in self.metrics)
 
     def skip_reason(self, indexer: Any, dataset: Dataset) -> str | None:
-        if not isinstance(indexer, RetrievingIndexer):
-            if isinstance(indexer, IdIndexer):
-                return (f"{indexer_name(indexer)} assigns semantic IDs but retrieves nothing itself, and "
-                        "no generative retrieval engine is installed to turn IDs into a retriever")
+        if not isinstance(indexer, (RetrievingIndexer, IdIndexer)):
             return f"{indexer_name(indexer)} implements neither build_retriever nor assign_ids"
         return self.dataset_skip_reason(dataset)
 
     def evaluate(self, indexer: Any, dataset: Dataset, ctx: RunContext) -> TaskResult:
         from ..metrics import ranking_metrics
 
+        if not isinstance(indexer, RetrievingIndexer):
+            # An ID indexer retrieves through the core's generative engine.
+            from ..generative.engine import GenerativeRetrieval
+
+            indexer = GenerativeRetrieval(indexer)
         problem, test = self.split(dataset)
         started = time.perf_counter()
         retriever = indexer.build_retriever(problem, ctx)

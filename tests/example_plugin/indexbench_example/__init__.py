@@ -2,7 +2,8 @@
 
 * ``word-overlap`` ranks documents by how many distinct query words they contain.
 * ``title-letters`` gives each document the ID (first letter, second letter, de-dup counter) of
-  its title: a deliberately naive semantic ID, so id-quality has something to measure.
+  its title: a deliberately naive semantic ID, so id-quality has something to measure; the
+  core's generative engine makes it a retriever for the ranking tasks.
 """
 
 from collections import Counter
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 
 from indexbench import hookimpl
 from indexbench.data import SemanticIds
+from indexbench.generative import GenerativeOptions
 from indexbench.registry import IndexerEntry
 
 __version__ = "0.3.0"
@@ -49,7 +51,9 @@ class WordOverlapIndexer:
 
 
 @dataclass
-class LettersConfig:
+class LettersConfig(GenerativeOptions):
+    """Inheriting the engine's options lets users tune how the ID generator is trained."""
+
     buckets: int = 8
 
 

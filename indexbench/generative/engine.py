@@ -1,0 +1,164 @@
+"""Turn an ID indexer into a retriever: IDs → trained ID generator → constrained search.
+
+`GenerativeRetrieval(indexer)` is what a ranking task uses when an indexer only assigns IDs. It
+
+1. asks the indexer for the corpus's IDs (`assign_ids`, which the indexer may cache);
+2. loads the backbone named by the indexer's `GenerativeOptions` and adds the ID tokens;
+3. lets the indexer initialise the model if it wants to (an optional
+   ``init_generative_model(backbone, ids, ctx)`` method: LMIndexer starts from its own trained
+   encoder-decoder and codebooks);
+4. fine-tunes it on (query → ID) pairs, plus (document → ID) pairs for document retrieval (the
+   DSI "indexing" examples), checking the dev set after each epoch; the trained weights are cached,
+   keyed by backbone, IDs, training data, options and seed;
+5. returns a `GenerativeRetriever` ranking documents by the score of their ID.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ..data import SemanticIds, fingerprint_of
+from ..protocols import RetrievalProblem, RunContext, indexer_name
+from .options import GenerativeOptions
+
+DEV_CHECK_QUERIES = 200
+"""Dev queries decoded after each epoch (the first ones by id): enough to see progress, cheap."""
+
+
+class GenerativeRetriever:
+    """`Retriever` over a trained ID generator; returns at most ``num_beams`` documents a query."""
+
+    def __init__(self, backbone, trie, doc_ids: Sequence[str], options: GenerativeOptions,
+                 truncation: str = "right"):
+        self.backbone = backbone
+        self.trie = trie
+        self.doc_ids = list(doc_ids)
+        self.options = options
+        self.truncation = truncation
+
+    def search(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
+        import torch
+
+        from .decoding import constrained_beam_search
+
+        tokens = self.backbone.text.tokenize(list(queries), max_length=self.options.query_max_length,
+                                             truncation=self.truncation)
+        out: list[list[tuple[str, float]]] = []
+        step = self.options.eval_batch_size
+        with torch.inference_mode(), self.backbone.autocast():
+            for lo in range(0, len(tokens), step):
+                ids, mask = self.backbone.text.collate(tokens[lo : lo + step], self.backbone.device)
+                docs, scores = constrained_beam_search(self.backbone, self.trie, ids, mask,
+                                                       self.options.num_beams)
+                for row_docs, row_scores in zip(docs.tolist(), scores.tolist()):
+                    out.append([(self.doc_ids[d], s) for d, s in zip(row_docs, row_scores) if d >= 0][:k])
+        return out
+
+
+class GenerativeRetrieval:
+    """A retrieving indexer made from an ID indexer by the generative engine."""
+
+    def __init__(self, indexer: Any):
+        self.indexer = indexer
+        self.name = indexer_name(indexer)
+        config = getattr(indexer, "config", None)
+        self.options = config if isinstance(config, GenerativeOptions) else GenerativeOptions()
+        self.details: dict[str, Any] = {}
+
+    def build_retriever(self, problem: RetrievalProblem, ctx: RunContext) -> GenerativeRetriever:
+        import numpy as np
+
+        from .backbones import load_backbone
+        from .id_tokens import IdTrie
+
+        opts = self.options
+        started = time.perf_counter()
+        ids: SemanticIds = self.indexer.assign_ids(problem.corpus, ctx)
+        ids.validate(problem.corpus)
+        ids_s = time.perf_counter() - started
+        doc_ids = problem.corpus.ids
+        codes = np.array([ids.ids[d] for d in doc_ids], dtype=np.int64)
+        trie = IdTrie(codes, ids.codebook_sizes)
+
+        backbone = load_backbone(opts.backbone, device=ctx.device, seed=ctx.seed,
+                                 decoder_layers=opts.decoder_layers or None)
+        backbone.add_id_tokens(ids.codebook_sizes)
+        backbone.check_head()
+        init = getattr(self.indexer, "init_generative_model", None)
+        if init is not None:
+            init(backbone, ids, ctx)
+
+        examples = self._examples(problem, backbone, ids)
+        retriever = GenerativeRetriever(backbone, trie, doc_ids, opts, problem.query_truncation)
+        key = {
+            "backbone": backbone.identity,
+            "ids": fingerprint_of(sorted((d, list(c)) for d, c in ids.ids.items())),
+            "sizes": list(ids.codebook_sizes),
+            "examples": fingerprint_of(examples),
+            "options": {f.name: getattr(opts, f.name) for f in dataclasses.fields(GenerativeOptions)},
+            "seed": ctx.seed,
+            "init": getattr(self.indexer, "generative_init_key", None),
+        }
+        history: dict[str, Any] = {}
+
+        def create(directory):
+            import torch
+
+            from .training import train_id_generation
+
+            history.update(train_id_generation(
+                backbone, examples, opts, ctx, dev_check=lambda: self._dev_check(retriever, problem),
+                description=f"{self.name}: training {opts.backbone} on {len(examples):,} pairs"))
+            torch.save(backbone.state_dict(), directory / "model.pt")
+            (directory / "history.json").write_text(json.dumps(history))
+
+        def load(directory):
+            import torch
+
+            if not history:  # cache hit: restore the weights and report the original training
+                backbone.load_state_dict(torch.load(directory / "model.pt", map_location=ctx.device))
+                history.update(json.loads((directory / "history.json").read_text()))
+            return retriever
+
+        ctx.cache.get_or_create("generative-models", key, create, load)
+        self.details = {
+            "backbone": opts.backbone,
+            "id_shape": list(ids.codebook_sizes),
+            "num_beams": opts.num_beams,
+            "assign_ids_s": ids_s,
+            "training": {k: v for k, v in history.items() if k != "loss_curve"},
+            "loss_curve": history.get("loss_curve", []),
+            "indexer": getattr(self.indexer, "details", {}),
+        }
+        return retriever
+
+    def _examples(self, problem: RetrievalProblem, backbone, ids: SemanticIds) -> list:
+        opts = self.options
+        texts = [q for q, _ in problem.train_pairs]
+        tokens = backbone.text.tokenize(texts, max_length=opts.query_max_length,
+                                        truncation=problem.query_truncation)
+        examples = [(tok, tuple(ids.ids[d])) for tok, (_, d) in zip(tokens, problem.train_pairs)]
+        indexing = opts.indexing_pairs
+        if indexing not in ("auto", "yes", "no"):
+            from ..errors import ConfigError
+
+            raise ConfigError(f"indexing_pairs must be auto, yes or no, not {indexing!r}")
+        if indexing == "yes" or (indexing == "auto" and problem.task == "document-retrieval"):
+            docs = list(problem.corpus)
+            doc_tokens = backbone.text.tokenize([d.text for d in docs], max_length=opts.doc_max_length)
+            examples += [(tok, tuple(ids.ids[d.id])) for tok, d in zip(doc_tokens, docs)]
+        return examples
+
+    def _dev_check(self, retriever: GenerativeRetriever, problem: RetrievalProblem) -> dict[str, float]:
+        from ..metrics import ranking_metrics
+
+        qids = sorted(problem.dev.queries)[:DEV_CHECK_QUERIES]
+        if not qids:
+            return {}
+        rankings = retriever.search([problem.dev.queries[q] for q in qids], 10)
+        qrels = {q: problem.dev.qrels.get(q, {}) for q in qids}
+        return ranking_metrics(dict(zip(qids, rankings)), qrels, ["recall@10"])

@@ -1,0 +1,50 @@
+"""The options of the generative engine, shared by every ID indexer's config.
+
+An ID indexer's config dataclass inherits `GenerativeOptions`, so a user tunes the engine through
+the same ``--indexer name:key=value`` spec, e.g. ``hc:backbone=t5-small-scratch:epochs=5``, and a
+grid compares indexers trained the same way unless told otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class GenerativeOptions:
+    backbone: str = "minilm-encdec"
+    """A registered backbone name (``indexbench backbones``) or a local Hugging Face seq2seq
+    checkpoint directory."""
+
+    decoder_layers: int = 0
+    """Decoder depth of a built-in backbone (0: the backbone's default)."""
+
+    epochs: float = 3.0
+    """Passes over the training pairs (query → ID, plus document → ID when indexing pairs are on)."""
+
+    max_steps: int = 1500
+    """Cap on optimiser steps, so a CPU run stays in minutes; 0 means no cap."""
+
+    batch_size: int = 32
+    lr: float = 5e-4
+    """AdamW peak learning rate (linear warm-up, then linear decay)."""
+
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+
+    query_max_length: int = 64
+    """Input tokens kept per query (recommendation histories keep their most recent end)."""
+
+    doc_max_length: int = 64
+    """Input tokens kept per document in the DSI indexing pairs."""
+
+    indexing_pairs: str = "auto"
+    """Train on (document text → its ID) pairs too: "auto" (document-retrieval only, as DSI),
+    "yes" or "no"."""
+
+    num_beams: int = 20
+    """Beams of the constrained beam search (the paper's 20); a query returns at most this many
+    documents."""
+
+    eval_batch_size: int = 64

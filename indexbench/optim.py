@@ -1,0 +1,80 @@
+"""The optimisation recipe every trainer in indexbench shares.
+
+AdamW without weight decay on biases and normalisation weights, linear warm-up then linear decay
+to zero, gradient-norm clipping. Encoder fine-tuning, SimCSE, seq2seq training and the semantic
+indexers all use it, so a change of recipe happens in one place.
+
+torch is imported inside the functions: importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+
+def warmup_linear_decay(total: int, warmup: int):
+    """LambdaLR factor: ramps up over ``warmup`` steps, then decays linearly to zero at ``total``."""
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+@dataclass
+class Optimisation:
+    """An AdamW optimiser with its schedule, built by `adamw`; `step(loss)` does one update."""
+
+    optimizer: Any
+    scheduler: Any
+    params: list
+    max_grad_norm: float
+
+    def step(self, loss) -> float:
+        """Back-propagate ``loss``, clip, update, advance the schedule; return the loss value."""
+        import torch
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.max_grad_norm and self.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        return float(loss.detach().float().cpu())
+
+    def release(self) -> None:
+        """Drop gradients (they can be as large as the model)."""
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def adamw(
+    named_parameters: Iterable[tuple[str, Any]],
+    *,
+    lr: float,
+    total_steps: int,
+    warmup_ratio: float = 0.1,
+    weight_decay: float = 0.01,
+    max_grad_norm: float = 1.0,
+) -> Optimisation:
+    """AdamW over the trainable parameters; biases and norm weights (ndim < 2) are not decayed."""
+    import torch
+
+    decay, no_decay = [], []
+    for name, param in named_parameters:
+        if not param.requires_grad:
+            continue
+        if param.ndim < 2 or "layernorm" in name.lower() or "layer_norm" in name.lower():
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
+    warmup = int(math.ceil(warmup_ratio * total_steps)) if warmup_ratio > 0 else 0
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear_decay(total_steps, warmup))
+    return Optimisation(optimizer, scheduler, decay + no_decay, max_grad_norm)

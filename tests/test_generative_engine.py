@@ -1,0 +1,192 @@
+"""The generative engine on tiny backbones: decoding agrees with exhaustive scoring, any local
+seq2seq checkpoint works, training learns, and an ID indexer retrieves through a ranking task."""
+
+import itertools
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from indexbench.cache import ArtifactCache
+from indexbench.data import SemanticIds
+from indexbench.errors import UnknownNameError
+from indexbench.generative import GenerativeOptions
+from indexbench.generative.backbones import load_backbone
+from indexbench.generative.decoding import constrained_beam_search, score_ids
+from indexbench.generative.id_tokens import IdTrie
+from indexbench.protocols import RunContext
+
+SIZES = (4, 3, 5)
+QUERIES = ["red wooden toy train", "a tiny query", "stainless steel lab thermometer for liquids"]
+
+
+def random_codes(n, seed=0):
+    every = np.array(list(itertools.product(*(range(k) for k in SIZES))))
+    return every[np.random.default_rng(seed).choice(len(every), n, replace=False)]
+
+
+@pytest.fixture(scope="module")
+def tiny_t5_dir(tmp_path_factory):
+    """A randomly initialised T5 saved as a Hugging Face checkpoint, as a user's t5-base would be."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from indexbench.generative.backbones import _minilm_tokenizer
+
+    tokenizer = _minilm_tokenizer()
+    config = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=16, d_ff=64, num_heads=2,
+                      num_layers=2, num_decoder_layers=1, pad_token_id=0, decoder_start_token_id=0,
+                      eos_token_id=tokenizer.sep_token_id)
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("tiny-t5")
+    T5ForConditionalGeneration(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def backbone_with_ids(name, seed=0):
+    backbone = load_backbone(str(name), seed=seed)
+    backbone.add_id_tokens(SIZES)
+    backbone.check_head()
+    return backbone
+
+
+@pytest.mark.parametrize("which", ["tiny", "local-t5"])
+def test_beam_search_equals_exhaustive_scoring_when_beams_cover_every_id(which, tiny_t5_dir):
+    backbone = backbone_with_ids("tiny" if which == "tiny" else tiny_t5_dir, seed=3)
+    codes = random_codes(25)
+    trie = IdTrie(codes, SIZES)
+    ids, mask = backbone.text.collate(backbone.text.tokenize(QUERIES, max_length=16))
+    with torch.no_grad():
+        docs, scores = constrained_beam_search(backbone, trie, ids, mask, num_beams=40)
+        for q in range(len(QUERIES)):
+            exhaustive = score_ids(backbone, ids[q : q + 1].expand(25, -1), mask[q : q + 1].expand(25, -1),
+                                   torch.tensor(codes))
+            found = docs[q][docs[q] >= 0]
+            assert sorted(found.tolist()) == list(range(25))  # every valid ID, once
+            # ... best first, each with its exhaustive score (near-ties may swap places).
+            assert torch.allclose(scores[q][:25], exhaustive[found], atol=1e-4)
+            assert torch.allclose(scores[q][:25], exhaustive.sort(descending=True).values, atol=1e-4)
+            assert (docs[q][25:] == -1).all()
+
+
+def test_narrow_beams_return_distinct_valid_ids_in_score_order_and_batching_changes_nothing():
+    backbone = backbone_with_ids("tiny", seed=5)
+    codes = random_codes(40, seed=1)
+    trie = IdTrie(codes, SIZES)
+    ids, mask = backbone.text.collate(backbone.text.tokenize(QUERIES, max_length=16))
+    with torch.no_grad():
+        docs, scores = constrained_beam_search(backbone, trie, ids, mask, num_beams=6)
+        assert docs.shape == (3, 6)
+        for q in range(3):
+            assert len(set(docs[q].tolist())) == 6 and (docs[q] >= 0).all()
+            assert (scores[q][:-1] >= scores[q][1:]).all()
+            # Each returned document's score is the exhaustive score of its ID.
+            exact = score_ids(backbone, ids[q : q + 1].expand(6, -1), mask[q : q + 1].expand(6, -1),
+                              torch.tensor(codes[docs[q].numpy()]))
+            assert torch.allclose(scores[q], exact, atol=1e-4)
+            alone_ids, alone_mask = backbone.text.collate(backbone.text.tokenize([QUERIES[q]], max_length=16))
+            alone, _ = constrained_beam_search(backbone, trie, alone_ids, alone_mask, num_beams=6)
+            assert alone[0].tolist() == docs[q].tolist()
+
+
+def test_unknown_backbone_lists_the_valid_names(tmp_path):
+    with pytest.raises(UnknownNameError, match="minilm-encdec"):
+        load_backbone("no-such-backbone")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Exception, match="not a loadable seq2seq checkpoint"):
+        load_backbone(str(tmp_path / "empty"))
+
+
+# --------------------------------------------------------------------------- the engine end to end
+
+
+@dataclass
+class LettersConfig(GenerativeOptions):
+    buckets: int = 6
+
+
+class TitleLetters:
+    """IDs from the first two letters of a title: crude but deterministic semantic IDs."""
+
+    name = "letters"
+
+    def __init__(self, config):
+        self.config = config
+        self.calls = 0
+
+    def assign_ids(self, corpus, ctx):
+        self.calls += 1
+        k = self.config.buckets
+        ids, used = {}, Counter()
+        for doc in corpus:
+            title = (doc.title or doc.text).lower() + "  "
+            prefix = (ord(title[0]) % k, ord(title[1]) % k)
+            ids[doc.id] = (*prefix, used[prefix])
+            used[prefix] += 1
+        return SemanticIds(ids=ids, codebook_sizes=(k, k, max(used.values())))
+
+
+@pytest.fixture(scope="module")
+def sample():
+    from indexbench.registry import get_registry
+
+    return get_registry().dataset("sample").load(None)
+
+
+def memorisation_problem(sample):
+    from indexbench.protocols import QuerySet, RetrievalProblem
+
+    docs = list(sample.corpus)[:12]
+    pairs = [(f"query number {i} about {d.title}", d.id) for i, d in enumerate(docs)]
+    problem = RetrievalProblem(task="product-search", corpus=sample.corpus, train_pairs=pairs,
+                               dev=QuerySet({"q0": pairs[0][0]}, {"q0": {pairs[0][1]: 1}}))
+    return problem, pairs
+
+
+def test_training_memorises_a_small_set_of_pairs(sample):
+    """A model that can learn: after training, every training query finds its own document."""
+    from indexbench.generative.engine import GenerativeRetrieval
+
+    problem, pairs = memorisation_problem(sample)
+    indexer = TitleLetters(LettersConfig(backbone="tiny", lr=1e-2, epochs=1000, max_steps=150,
+                                         batch_size=12, warmup_ratio=0.0))
+    engine = GenerativeRetrieval(indexer)
+    retriever = engine.build_retriever(problem, RunContext(seed=0))
+    training = engine.details["training"]
+    assert training["steps"] == 150
+    assert training["final_loss"] < training["first_loss"] / 10
+    top = retriever.search([q for q, _ in pairs], 5)
+    assert [ranking[0][0] for ranking in top] == [d for _, d in pairs]
+    assert training["dev_checks"][-1]["recall@10"] == 1.0
+
+
+def test_a_local_t5_checkpoint_trains_and_decodes(sample, tiny_t5_dir):
+    from indexbench.generative.engine import GenerativeRetrieval
+
+    problem, pairs = memorisation_problem(sample)
+    engine = GenerativeRetrieval(TitleLetters(LettersConfig(backbone=str(tiny_t5_dir), lr=1e-2, epochs=1000,
+                                                            max_steps=60, batch_size=12)))
+    retriever = engine.build_retriever(problem, RunContext(seed=0))
+    assert engine.details["training"]["final_loss"] < engine.details["training"]["first_loss"] * 0.7
+    rankings = retriever.search([q for q, _ in pairs], 5)
+    valid = set(sample.corpus.ids)
+    assert all(len(r) == 5 and {d for d, _ in r} <= valid for r in rankings)
+
+
+def test_id_indexer_runs_through_a_ranking_task_and_reuses_its_cache(sample, tmp_path):
+    from indexbench.tasks.product_search import ProductSearchTask
+
+    task = ProductSearchTask()
+    config = LettersConfig(backbone="tiny", epochs=1, max_steps=5, num_beams=7)
+    cache = ArtifactCache(tmp_path / "cache")
+    first = task.evaluate(TitleLetters(config), sample, RunContext(seed=1, cache=cache))
+    assert cache.misses == 1 and cache.hits == 0
+    second = task.evaluate(TitleLetters(config), sample, RunContext(seed=1, cache=cache))
+    assert cache.hits == 1
+    assert first.metrics == second.metrics
+    details = first.details["indexer"]
+    assert details["training"]["steps"] == 5 and details["id_shape"] == [6, 6, details["id_shape"][2]]
+    assert second.details["indexer"]["training"] == details["training"]  # reported from the cache
+    assert set(first.metrics) == {"ndcg@5", "map@5", "recall@10"}
