@@ -8,7 +8,8 @@ position's K code tokens only (not the whole text vocabulary). Training optimise
 Why the search is fast, compared with ``generate(prefix_allowed_tokens_fn=...)``:
 
 * the query is encoded once, and the decoder's self- and cross-attention states are cached; the
-  cross-attention keys/values are computed for one row per query and copied to its beams;
+  cross-attention keys/values are computed for one row per query, copied to its beams once, and
+  never reordered (a beam's parent is always a beam of the same query);
 * each step scores only the K rows of the current position (a 384×K product, not 384×30k);
 * the valid continuations of every beam in the batch come from the trie's CSR arrays with a few
   tensor operations, instead of a Python callback per beam per step.
@@ -98,11 +99,16 @@ def constrained_beam_search(backbone: Seq2SeqBackbone, trie: IdTrie, input_ids, 
         scores = scores.view(-1)
         if t + 1 == trie.length:
             break
-        # Carry each surviving beam's decoder state; rows are (query, beam) in query-major order.
+        # Carry each surviving beam's decoder state; rows are (query, beam), query-major. A beam's
+        # parent is always a beam of the same query, so only the self-attention states move;
+        # the cross-attention states are the query's, identical for all of its beams.
         if width == 1:  # every first-step beam extends its query's single row
             cache.batch_repeat_interleave(new_width)
         else:
-            cache.reorder_cache(parent.view(-1))
+            cache.self_attention_cache.reorder_cache(parent.view(-1))
+            if new_width != width:
+                query_rows = torch.arange(n_queries, device=device).repeat_interleave(new_width) * width
+                cache.cross_attention_cache.reorder_cache(query_rows)
         if new_width != width:
             rows_encoded = encoded.repeat_interleave(new_width, dim=0)
             rows_mask = attention_mask.repeat_interleave(new_width, dim=0)
@@ -121,3 +127,19 @@ def trie_offset(backbone: Seq2SeqBackbone, position: int) -> int:
     """Token index of code 0 at ``position``."""
     assert backbone.vocabulary is not None
     return backbone.vocabulary.offsets[position]
+
+
+def search_batched(backbone: Seq2SeqBackbone, trie: IdTrie, tokens: list[list[int]], num_beams: int,
+                   batch_size: int) -> tuple[list[list[int]], list[list[float]]]:
+    """`constrained_beam_search` over many tokenised queries, in batches of similar length (less
+    padding for the encoder to chew through); results come back in the input order."""
+    order = sorted(range(len(tokens)), key=lambda i: len(tokens[i]))
+    docs: list[list[int]] = [[] for _ in tokens]
+    scores: list[list[float]] = [[] for _ in tokens]
+    for lo in range(0, len(order), batch_size):
+        rows = order[lo : lo + batch_size]
+        ids, mask = backbone.text.collate([tokens[i] for i in rows], backbone.device)
+        found, found_scores = constrained_beam_search(backbone, trie, ids, mask, num_beams)
+        for i, d, sc in zip(rows, found.tolist(), found_scores.float().tolist()):
+            docs[i], scores[i] = d, sc
+    return docs, scores

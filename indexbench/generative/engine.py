@@ -43,20 +43,15 @@ class GenerativeRetriever:
     def search(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
         import torch
 
-        from .decoding import constrained_beam_search
+        from .decoding import search_batched
 
         tokens = self.backbone.text.tokenize(list(queries), max_length=self.options.query_max_length,
                                              truncation=self.truncation)
-        out: list[list[tuple[str, float]]] = []
-        step = self.options.eval_batch_size
         with torch.inference_mode(), self.backbone.autocast():
-            for lo in range(0, len(tokens), step):
-                ids, mask = self.backbone.text.collate(tokens[lo : lo + step], self.backbone.device)
-                docs, scores = constrained_beam_search(self.backbone, self.trie, ids, mask,
-                                                       self.options.num_beams)
-                for row_docs, row_scores in zip(docs.tolist(), scores.tolist()):
-                    out.append([(self.doc_ids[d], s) for d, s in zip(row_docs, row_scores) if d >= 0][:k])
-        return out
+            docs, scores = search_batched(self.backbone, self.trie, tokens, self.options.num_beams,
+                                          self.options.eval_batch_size)
+        return [[(self.doc_ids[d], s) for d, s in zip(row_docs, row_scores) if d >= 0][:k]
+                for row_docs, row_scores in zip(docs, scores)]
 
 
 class GenerativeRetrieval:
