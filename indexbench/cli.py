@@ -182,12 +182,21 @@ def indexers() -> None:
 
     from .registry import get_registry
 
-    table = Table(title="indexers", title_justify="left")
+    from .generative.options import GenerativeOptions
+
+    engine_fields = {f.name for f in dataclasses.fields(GenerativeOptions)}
+    table = Table(title="indexers", title_justify="left",
+                  caption="+ engine: the generative engine's options (backbone, epochs, max_steps, lr, "
+                          "num_beams, ...; see README) apply too")
     for col in ("indexer", "kind", "plugin", "options (defaults)", "description"):
         table.add_column(col)
     for name, entry in sorted(get_registry().indexers.items()):
+        inherits = issubclass(entry.config_class, GenerativeOptions)
         opts = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(entry.config_class)
-                         if f.default is not dataclasses.MISSING)
+                         if f.default is not dataclasses.MISSING
+                         and not (inherits and f.name in engine_fields))
+        if inherits:
+            opts = f"{opts}, + engine" if opts else "+ engine"
         table.add_row(name, entry.kind, entry.plugin, opts or "-", entry.description)
     _console().print(table)
 
