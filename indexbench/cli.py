@@ -180,9 +180,8 @@ def indexers() -> None:
 
     from rich.table import Table
 
-    from .registry import get_registry
-
     from .generative.options import GenerativeOptions
+    from .registry import get_registry
 
     engine_fields = {f.name for f in dataclasses.fields(GenerativeOptions)}
     table = Table(title="indexers", title_justify="left",

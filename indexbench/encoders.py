@@ -10,7 +10,8 @@ Three pieces, each usable on its own:
   fingerprint of the texts, the token budget and the truncation side.
 * `train_in_batch_negatives` fine-tunes an encoder contrastively (InfoNCE with in-batch
   negatives) on (query, document) text pairs; `TextEncoder.save` / `load_weights` move the result
-  through the artifact cache.
+  through the artifact cache. Its optimiser loop, `train_steps`, serves any other objective
+  (the SimCSE fine-tuning of `indexbench.simcse`).
 
 Registered encoders (``builtin_encoders``): ``minilm`` (the packaged all-MiniLM-L6-v2) and ``tiny``
 (a randomly initialised 2-layer BERT built in code, for fast tests). An encoder factory has the
@@ -24,11 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -403,6 +403,13 @@ def builtin_encoders() -> list[EncoderEntry]:
     ]
 
 
+def make_encoder(name: str, device: str = "cpu") -> TextEncoder:
+    """A fresh instance of the registered encoder ``name`` on ``device``."""
+    from .registry import get_registry
+
+    return get_registry().encoder(name).factory(device=device)
+
+
 # --------------------------------------------------------------------------- caching
 
 
@@ -484,6 +491,62 @@ def other_positives_mask(queries: Sequence[str], docs: Sequence[str],
             for i, q in enumerate(queries)]
 
 
+def train_steps(
+    encoder: TextEncoder,
+    batches: Sequence[Any],
+    batch_loss: Callable[[Any], Any],
+    *,
+    lr: float,
+    seed: int = 0,
+    warmup_ratio: float = 0.1,
+    weight_decay: float = 0.01,
+    max_grad_norm: float = 1.0,
+    progress: Progress | None = None,
+    description: str = "fine-tuning",
+) -> list[float]:
+    """One optimiser step per element of ``batches`` on ``encoder``'s model, in place; returns
+    the losses.
+
+    ``batch_loss(batch)`` computes the (scalar tensor) loss of one batch; the model is in train
+    mode, so dropout is active. The optimiser is the shared recipe of `indexbench.optim.adamw`
+    (AdamW, linear warm-up over ``warmup_ratio`` then linear decay, clipping). Dropout draws
+    from the torch RNG seeded with ``seed`` inside a forked RNG state, so training is
+    deterministic on CPU and the caller's global RNG state is left alone. Progress shows the loss.
+    """
+    import torch
+
+    from .optim import adamw
+
+    progress = progress or SilentProgress()
+    model = encoder.model
+    opt = adamw(model.named_parameters(), lr=lr, total_steps=len(batches), warmup_ratio=warmup_ratio,
+                weight_decay=weight_decay, max_grad_norm=max_grad_norm)
+    losses: list[float] = []
+    fork_devices = [torch.device(encoder.device)] if encoder._on_cuda else []
+    with torch.random.fork_rng(devices=fork_devices, device_type="cuda" if fork_devices else "cpu"):
+        torch.manual_seed(seed)
+        model.train()
+        try:
+            with progress.task(description, total=len(batches)) as task:
+                for batch in batches:
+                    losses.append(opt.step(batch_loss(batch)))
+                    task.advance(1)
+                    task.set_status(f"loss {losses[-1]:.4f}")
+        finally:
+            model.eval()
+            opt.release()
+            encoder.weights_changed()
+    return losses
+
+
+def loss_summary(losses: Sequence[float]) -> dict[str, float]:
+    """Mean loss over the first and the last few steps (a single step is noisy)."""
+    import numpy as np
+
+    window = max(1, min(10, len(losses) // 4 or 1))
+    return {"first_loss": float(np.mean(losses[:window])), "final_loss": float(np.mean(losses[-window:]))}
+
+
 def train_in_batch_negatives(
     encoder: TextEncoder,
     pairs: Sequence[tuple[str, str]],
@@ -515,16 +578,14 @@ def train_in_batch_negatives(
     is masked out of the softmax. A batch that ends up with a single pair has no negative and is
     skipped.
 
-    AdamW (no decay on biases and LayerNorm), linear warm-up over ``warmup_ratio`` of the steps
-    then linear decay to zero, gradient-norm clipping. ``max_steps`` (None or <= 0: no cap) caps
-    the total number of optimiser steps across epochs. Deterministic for a given seed on CPU:
-    initialisation of dropout and shuffling use ``seed``; the global RNG state is restored after.
+    The optimiser, schedule and loop are `train_steps`'. ``max_steps`` (None or <= 0: no cap)
+    caps the total number of optimiser steps across epochs. Deterministic for a given seed on CPU:
+    dropout and shuffling use ``seed``; the global RNG state is restored after.
     """
     import numpy as np
     import torch
 
     start_time = time.perf_counter()
-    progress = progress or SilentProgress()
     pairs = [(str(q), str(d)) for q, d in pairs]
     if not pairs:
         raise ValueError("no training pairs")
@@ -558,59 +619,26 @@ def train_in_batch_negatives(
     if total == 0:
         raise ValueError("no batch with at least two distinct pairs; need more training pairs")
 
-    model = encoder.model
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        (no_decay if param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr,
+    def batch_loss(batch: list[int]):
+        bq = [pairs[i][0] for i in batch]
+        bd = [pairs[i][1] for i in batch]
+        q_emb = encoder.embed_ids([q_tokens[q] for q in bq])
+        d_emb = encoder.embed_ids([d_tokens[d] for d in bd])
+        logits = q_emb @ d_emb.T / temperature
+        mask = torch.tensor(other_positives_mask(bq, bd, positives), device=logits.device)
+        logits = logits.masked_fill(mask, float("-inf"))
+        target = torch.arange(len(batch), device=logits.device)
+        loss = torch.nn.functional.cross_entropy(logits, target)
+        if symmetric:
+            loss = (loss + torch.nn.functional.cross_entropy(logits.T, target)) / 2
+        return loss
+
+    losses = train_steps(
+        encoder, plan, batch_loss, lr=lr, seed=seed, warmup_ratio=warmup_ratio,
+        weight_decay=weight_decay, max_grad_norm=max_grad_norm, progress=progress,
+        description=description or f"fine-tuning {encoder.name}",
     )
-    warmup = int(math.ceil(warmup_ratio * total)) if warmup_ratio > 0 else 0
 
-    def schedule(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-
-    losses: list[float] = []
-    fork_devices = [torch.device(encoder.device)] if encoder._on_cuda else []
-    with torch.random.fork_rng(devices=fork_devices, device_type="cuda" if fork_devices else "cpu"):
-        torch.manual_seed(seed)
-        model.train()
-        try:
-            with progress.task(description or f"fine-tuning {encoder.name}", total=total) as task:
-                for batch in plan:
-                    bq = [pairs[i][0] for i in batch]
-                    bd = [pairs[i][1] for i in batch]
-                    q_emb = encoder.embed_ids([q_tokens[q] for q in bq])
-                    d_emb = encoder.embed_ids([d_tokens[d] for d in bd])
-                    logits = q_emb @ d_emb.T / temperature
-                    mask = torch.tensor(other_positives_mask(bq, bd, positives), device=logits.device)
-                    logits = logits.masked_fill(mask, float("-inf"))
-                    target = torch.arange(len(batch), device=logits.device)
-                    loss = torch.nn.functional.cross_entropy(logits, target)
-                    if symmetric:
-                        loss = (loss + torch.nn.functional.cross_entropy(logits.T, target)) / 2
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if max_grad_norm and max_grad_norm > 0:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-                    optimizer.step()
-                    scheduler.step()
-                    losses.append(float(loss.detach().cpu()))
-                    task.advance(1)
-                    task.set_status(f"loss {losses[-1]:.4f}")
-        finally:
-            model.eval()
-            optimizer.zero_grad(set_to_none=True)
-            encoder.weights_changed()
-
-    window = max(1, min(10, len(losses) // 4 or 1))
     return {
         "losses": losses,
         "steps": len(losses),
@@ -620,8 +648,7 @@ def train_in_batch_negatives(
         "unique_queries": len(queries),
         "unique_documents": len(docs),
         "dropped_singleton_pairs": dropped,
-        "first_loss": float(np.mean(losses[:window])),
-        "final_loss": float(np.mean(losses[-window:])),
+        **loss_summary(losses),
         "seconds": time.perf_counter() - start_time,
         "config": {
             "epochs": epochs, "batch_size": batch_size, "lr": lr, "max_steps": max_steps,
@@ -635,6 +662,6 @@ def train_in_batch_negatives(
 
 __all__ = [
     "MINILM_SOURCE", "TextEncoder", "build_tiny_encoder", "builtin_encoders", "conflict_free_batches",
-    "embedding_key", "encode_cached", "load_minilm", "other_positives_mask",
-    "train_in_batch_negatives",
+    "embedding_key", "encode_cached", "load_minilm", "loss_summary", "make_encoder",
+    "other_positives_mask", "train_in_batch_negatives", "train_steps",
 ]

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from indexbench.encoders import TextEncoder, encode_cached, train_in_batch_negatives
+from indexbench.encoders import TextEncoder, encode_cached, make_encoder, train_in_batch_negatives
 from indexbench.errors import ConfigError
 from indexbench.protocols import RetrievalProblem, RunContext
 
@@ -21,12 +21,6 @@ _HISTORY_FILE = "training.json"
 # Config fields that change the fine-tuned weights (and so key the weights cache).
 _TRAINING_FIELDS = ("epochs", "batch_size", "lr", "max_steps", "temperature", "symmetric",
                     "doc_max_length", "query_max_length")
-
-
-def make_encoder(name: str, device: str) -> TextEncoder:
-    from indexbench.registry import get_registry
-
-    return get_registry().encoder(name).factory(device=device)
 
 
 class DualEncoderRetriever:
