@@ -100,6 +100,8 @@ class IdQualityTask:
                 "codebook_sizes": list(ids.codebook_sizes),
                 "n_documents": len(corpus),
                 **{f"n_documents_{key}": len(truth) for key, truth in truths.items()},
+                # Whatever the indexer chose to report about its IDs (timings, collisions, ...).
+                "indexer": getattr(indexer, "details", {}),
             },
         )
 

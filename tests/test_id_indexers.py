@@ -1,0 +1,135 @@
+"""The two-stage ID indexers: hc, rqvae and random-ids (plugins registered through entry points).
+
+Everything runs on the ``tiny`` encoder and small codebooks; the AMI comparison on the built-in
+sample data uses MiniLM (random tiny embeddings would prove little) and is marked slow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from indexbench.cache import ArtifactCache
+from indexbench.data import Corpus, Document
+from indexbench.protocols import IdIndexer, RunContext
+from indexbench.registry import get_registry
+from indexbench.runner import run_grid
+
+WORDS = ["pipette tips sterile lab", "safety gloves nitrile", "drill bits cobalt steel",
+         "soldering iron station", "glass beakers borosilicate", "cable ties nylon"]
+
+
+def small_corpus(n: int = 36) -> Corpus:
+    return Corpus(Document(id=f"d{i}", text=f"{WORDS[i % len(WORDS)]} model {i} pack of {i % 5 + 1}")
+                  for i in range(n))
+
+
+def make(name: str, **options):
+    entry = get_registry().indexer(name)
+    config = entry.config_class(**{"encoder": "tiny", "codebook_size": 8, **options})
+    return entry.factory(config)
+
+
+RQ_FAST = {"vae_steps": 300, "hidden_dims": "32", "latent_dim": 8}
+
+
+@pytest.mark.parametrize("name, options", [("hc", {}), ("rqvae", RQ_FAST), ("random-ids", {})])
+def test_valid_ids_of_the_requested_shape_and_details(name, options):
+    corpus = small_corpus()
+    entry = get_registry().indexer(name)
+    assert entry.kind == "ids" and entry.plugin == name
+    for t, k in ((2, 16), (3, 8)):  # T = 2 de-duplicates whole first-level groups: a larger K
+        indexer = make(name, id_length=t, codebook_size=k, **options)
+        assert isinstance(indexer, IdIndexer)
+        ids = indexer.assign_ids(corpus, RunContext(seed=0))
+        ids.validate(corpus)
+        assert ids.codebook_sizes == (k,) * t
+        details = indexer.details
+        assert (details["id_length"], details["codebook_size"]) == (t, k)
+        assert 0 <= details["collision_rate"] <= 1 and details["max_docs_per_prefix"] >= 1
+        assert details["fit_s"] >= 0
+
+
+@pytest.mark.parametrize("name, options", [("hc", {}), ("rqvae", RQ_FAST), ("random-ids", {})])
+def test_same_seed_same_ids(name, options):
+    corpus = small_corpus()
+    a = make(name, **options).assign_ids(corpus, RunContext(seed=3))
+    b = make(name, **options).assign_ids(corpus, RunContext(seed=3))
+    assert dict(a.ids) == dict(b.ids)
+
+
+@pytest.mark.parametrize("name, options", [("rqvae", RQ_FAST), ("random-ids", {})])
+def test_different_seed_different_ids(name, options):
+    corpus = small_corpus()
+    a = make(name, **options).assign_ids(corpus, RunContext(seed=0))
+    b = make(name, **options).assign_ids(corpus, RunContext(seed=1))
+    assert dict(a.ids) != dict(b.ids)
+
+
+def test_default_shape_comes_from_the_corpus_size():
+    indexer = make("random-ids", codebook_size=0)
+    ids = indexer.assign_ids(small_corpus(300), RunContext())
+    assert ids.codebook_sizes == (64, 64, 64)
+
+
+def test_hc_puts_separated_clusters_under_different_first_codes():
+    rng = np.random.default_rng(0)
+    centres = np.eye(16, dtype=np.float32)[:4] * 5
+    emb = np.concatenate([c + rng.normal(scale=0.05, size=(25, 16)) for c in centres]).astype(np.float32)
+    truth = np.repeat(np.arange(4), 25)
+    indexer = make("hc", codebook_size=4)
+    codes = indexer.semantic_codes(emb, len(emb), 2, 4, RunContext(), {})
+    first = codes[:, 0]
+    assert all(len(set(first[truth == b])) == 1 for b in range(4))
+    assert len(set(first)) == 4
+    # Level 2 splits each 25-document cluster into K = 4 sub-clusters.
+    assert all(len(set(codes[truth == b, 1])) == 4 for b in range(4))
+
+
+def test_rqvae_reports_losses_collisions_and_is_cached(tmp_path):
+    corpus = small_corpus()
+    ctx = RunContext(seed=0, cache=ArtifactCache(tmp_path))
+    first = make("rqvae", **RQ_FAST)
+    ids = first.assign_ids(corpus, ctx)
+    report = first.details["rqvae"]
+    # The reconstruction error falls steadily; the codebook terms may grow as the latent spreads.
+    assert report["final_reconstruction_mse"] < 0.8 * report["first_reconstruction_mse"]
+    assert report["final_loss"] < report["first_loss"]
+    assert report["steps"] == 300 and not report["cached"]
+    assert len(report["codebook_utilization"]) == 2
+    assert all(0 < u <= 1 for u in report["codebook_utilization"])
+    assert "collision_rate" in first.details and "final_reconstruction_mse" in report
+
+    again = make("rqvae", **RQ_FAST)
+    assert dict(again.assign_ids(corpus, ctx).ids) == dict(ids.ids)
+    assert again.details["rqvae"]["cached"]
+
+
+def test_rqvae_rejects_malformed_hidden_dims():
+    from indexbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="hidden_dims"):
+        make("rqvae", hidden_dims="wide").assign_ids(small_corpus(), RunContext())
+
+
+def test_a_too_small_codebook_is_a_config_error_in_the_grid(tmp_path):
+    records = run_grid(["random-ids:id_length=2:codebook_size=2"], ["id-quality"], ["sample"],
+                       cache_dir=tmp_path, store=False)
+    assert records[0].status == "error"
+    assert "raise codebook_size or id_length" in records[0].reason
+
+
+@pytest.mark.slow
+def test_hc_and_rqvae_ami_clear_the_random_floor_on_sample(tmp_path):
+    """MiniLM embeddings of the 300 sample products: a few seconds on a 2-core CPU."""
+    records = run_grid(["hc", "rqvae:vae_steps=300", "random-ids"], ["id-quality"], ["sample"],
+                       cache_dir=tmp_path, store=False)
+    by_name = {r.indexer.split(":")[0]: r for r in records}
+    assert all(r.status == "ok" for r in records), [r.reason for r in records]
+    random_ami = by_name["random-ids"].metrics["ami_l2@1"]
+    assert abs(random_ami) < 0.05
+    for name in ("hc", "rqvae"):
+        # Prefix length 1, as the paper's Table 1: the first code against the category.
+        assert by_name[name].metrics["ami_l2@1"] > random_ami + 0.25, name
+        details = by_name[name].details["indexer"]
+        assert details["encoder"]["encoder"] == "minilm" and details["codebook_size"] == 64
