@@ -10,7 +10,7 @@ torch is imported inside the functions: importing this module is cheap.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,21 +60,29 @@ def adamw(
     warmup_ratio: float = 0.1,
     weight_decay: float = 0.01,
     max_grad_norm: float = 1.0,
+    fresh: Callable[[str], bool] | None = None,
+    fresh_lr: float | None = None,
 ) -> Optimisation:
-    """AdamW over the trainable parameters; biases and norm weights (ndim < 2) are not decayed."""
+    """AdamW over the trainable parameters; biases and norm weights (ndim < 2) are not decayed.
+
+    With ``fresh`` and ``fresh_lr``, parameters whose name ``fresh(name)`` accepts -- weights
+    that start untrained, next to pretrained ones -- learn at ``fresh_lr`` instead of ``lr``
+    (same schedule). A warm-started model needs both: a rate gentle enough not to wreck the
+    pretrained weights is far too slow for a freshly initialised cross-attention or head.
+    """
     import torch
 
-    decay, no_decay = [], []
+    groups: dict[tuple[bool, bool], list] = {}
     for name, param in named_parameters:
         if not param.requires_grad:
             continue
-        if param.ndim < 2 or "layernorm" in name.lower() or "layer_norm" in name.lower():
-            no_decay.append(param)
-        else:
-            decay.append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
+        no_decay = param.ndim < 2 or "layernorm" in name.lower() or "layer_norm" in name.lower()
+        is_fresh = bool(fresh is not None and fresh_lr is not None and fresh(name))
+        groups.setdefault((no_decay, is_fresh), []).append(param)
+    param_groups = [{"params": params, "weight_decay": 0.0 if no_decay else weight_decay,
+                     "lr": fresh_lr if is_fresh else lr}
+                    for (no_decay, is_fresh), params in sorted(groups.items())]
+    optimizer = torch.optim.AdamW(param_groups, lr=lr)
     warmup = int(math.ceil(warmup_ratio * total_steps)) if warmup_ratio > 0 else 0
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear_decay(total_steps, warmup))
-    return Optimisation(optimizer, scheduler, decay + no_decay, max_grad_norm)
+    return Optimisation(optimizer, scheduler, [q for g in param_groups for q in g["params"]], max_grad_norm)

@@ -109,6 +109,11 @@ class RetrievalProblem:
     ``train_pairs`` are (query text, relevant document id) pairs for fine-tuning. A retriever
     that truncates long queries must follow ``query_truncation``: "left" keeps the end of the
     text (recommendation histories put the most recent item last).
+
+    ``documents_as_queries`` says a document's own text is a fair stand-in query for it (a
+    query describes the document, as in search; not so for a purchase history). Generative
+    systems then also train on (document text -> its ID) pairs -- DSI's "indexing" examples --
+    which is how they learn the IDs of documents no training query points at.
     """
 
     task: str
@@ -116,6 +121,7 @@ class RetrievalProblem:
     train_pairs: list[tuple[str, str]]
     dev: QuerySet
     query_truncation: Literal["right", "left"] = "right"
+    documents_as_queries: bool = False
 
     @property
     def fingerprint(self) -> str:
@@ -123,7 +129,7 @@ class RetrievalProblem:
 
         return fingerprint_of(
             [self.task, self.corpus.fingerprint, self.train_pairs, self.dev.queries, self.dev.qrels,
-             self.query_truncation]
+             self.query_truncation, self.documents_as_queries]
         )
 
 

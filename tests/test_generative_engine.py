@@ -150,7 +150,7 @@ def test_training_memorises_a_small_set_of_pairs(sample):
     from indexbench.generative.engine import GenerativeRetrieval
 
     problem, pairs = memorisation_problem(sample)
-    indexer = TitleLetters(LettersConfig(backbone="tiny", lr=1e-2, epochs=1000, max_steps=150,
+    indexer = TitleLetters(LettersConfig(backbone="tiny", fresh_lr=1e-2, epochs=1000, max_steps=150,
                                          batch_size=12, warmup_ratio=0.0))
     engine = GenerativeRetrieval(indexer)
     retriever = engine.build_retriever(problem, RunContext(seed=0))
@@ -190,3 +190,21 @@ def test_id_indexer_runs_through_a_ranking_task_and_reuses_its_cache(sample, tmp
     assert details["training"]["steps"] == 5 and details["id_shape"] == [6, 6, details["id_shape"][2]]
     assert second.details["indexer"]["training"] == details["training"]  # reported from the cache
     assert set(first.metrics) == {"ndcg@5", "map@5", "recall@10"}
+
+
+@pytest.mark.parametrize("documents_as_queries, option, with_documents", [
+    (True, "auto", True), (False, "auto", False), (False, "yes", True), (True, "no", False)])
+def test_indexing_pairs_follow_the_task_unless_told(sample, documents_as_queries, option, with_documents):
+    """"auto" adds (document text -> ID) pairs exactly when the task says a document's text is a
+    fair query for it (search, not recommendation)."""
+    import dataclasses
+
+    from indexbench.generative.engine import GenerativeRetrieval
+
+    problem, pairs = memorisation_problem(sample)
+    problem = dataclasses.replace(problem, documents_as_queries=documents_as_queries)
+    engine = GenerativeRetrieval(TitleLetters(LettersConfig(backbone="tiny", max_steps=1,
+                                                            indexing_pairs=option)))
+    engine.build_retriever(problem, RunContext(seed=0))
+    expected = len(pairs) + (len(sample.corpus) if with_documents else 0)
+    assert engine.details["training"]["examples"] == expected

@@ -81,9 +81,8 @@ def test_ids_copied_from_categories_score_ami_one():
     assert m["ami_l3@2"] == pytest.approx(1.0)
     assert m["ami_l3@1"] < 0.999  # level 2 alone cannot tell Glass from Misc
     assert m["ami_l2@2"] < 0.999  # the 2-prefix splits level-2 categories further
-    # Headline values are at the longest prefix, T - 1 = 2.
-    assert m["ami_l2"] == m["ami_l2@2"]
-    assert m["ami_l3"] == m["ami_l3@2"]
+    assert m["ami_l2"] == m["ami_l2@1"]  # the headline is the first position (paper Table 1)
+    assert m["ami_l3"] == m["ami_l3@1"]
     assert {"ami_path@1", "ami_path@2", "perplexity@1", "utilization@3", "diff_ratio@2",
             "collision_rate", "max_docs_per_prefix"} <= set(m)
     assert "ami_l2@3" not in m  # the de-duplicating position is not compared

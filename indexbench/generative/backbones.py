@@ -38,8 +38,12 @@ DEFAULT_DECODER_LAYERS = 2
 
 
 class Seq2SeqBackbone:
-    def __init__(self, model: Any, tokenizer: Any, *, name: str, weights: str, device: str = "cpu"):
+    def __init__(self, model: Any, tokenizer: Any, *, name: str, weights: str, device: str = "cpu",
+                 fresh_parameters: tuple[str, ...] = ()):
         self.name = name
+        self.fresh_parameters = fresh_parameters
+        """Name fragments of the parameters that start untrained ("" = all of them): training
+        gives them the engine's ``fresh_lr`` instead of ``lr``."""
         self.weights = weights
         """How the weights came to be (pretrained source, random-init seed, ...): part of the
         cache key of everything trained from this backbone."""
@@ -58,6 +62,10 @@ class Seq2SeqBackbone:
     def identity(self) -> dict[str, Any]:
         return {"backbone": self.name, "weights": self.weights,
                 "config": fingerprint_of(self.model.config.to_dict())}
+
+    def is_fresh(self, parameter_name: str) -> bool:
+        """Whether a parameter starts untrained (see ``fresh_parameters``)."""
+        return any(fragment in parameter_name for fragment in self.fresh_parameters)
 
     @property
     def on_cuda(self) -> bool:
@@ -267,7 +275,10 @@ def build_minilm_encdec(device: str = "cpu", *, seed: int = 0,
             raise ConfigError(f"decoder_layers={layers}: MiniLM has only {config.num_hidden_layers} layers")
         config.num_hidden_layers = layers
         model = _bert_encoder_decoder(encoder, config, tokenizer, init_from=path)
-    return Seq2SeqBackbone(model, tokenizer, name="minilm-encdec", device=device,
+    # Untrained next to MiniLM's weights: the cross-attention, the output head's transform, and the
+    # decoder's token embeddings, where the ID tokens live (the decoder reads no text tokens).
+    fresh = ("crossattention", "decoder.cls.", "decoder.bert.embeddings.word_embeddings")
+    return Seq2SeqBackbone(model, tokenizer, name="minilm-encdec", device=device, fresh_parameters=fresh,
                            weights=f"all-MiniLM-L6-v2:decoder_layers={layers}:seed={seed}")
 
 
@@ -284,7 +295,7 @@ def build_tiny(device: str = "cpu", *, seed: int = 0, decoder_layers: int | None
         encoder = BertModel(BertConfig(num_hidden_layers=2, **sizes), add_pooling_layer=False)
         model = _bert_encoder_decoder(encoder, BertConfig(num_hidden_layers=decoder_layers or 1, **sizes),
                                       tokenizer, init_from=None)
-    return Seq2SeqBackbone(model, tokenizer, name="tiny", device=device,
+    return Seq2SeqBackbone(model, tokenizer, name="tiny", device=device, fresh_parameters=("",),
                            weights=f"random:decoder_layers={decoder_layers or 1}:seed={seed}")
 
 
@@ -301,7 +312,7 @@ def build_t5_small_scratch(device: str = "cpu", *, seed: int = 0,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = T5ForConditionalGeneration(config)
-    return Seq2SeqBackbone(model, tokenizer, name="t5-small-scratch", device=device,
+    return Seq2SeqBackbone(model, tokenizer, name="t5-small-scratch", device=device, fresh_parameters=("",),
                            weights=f"random:decoder_layers={decoder_layers or 2}:seed={seed}")
 
 

@@ -142,7 +142,7 @@ class GenerativeRetrieval:
             from ..errors import ConfigError
 
             raise ConfigError(f"indexing_pairs must be auto, yes or no, not {indexing!r}")
-        if indexing == "yes" or (indexing == "auto" and problem.task == "document-retrieval"):
+        if indexing == "yes" or (indexing == "auto" and problem.documents_as_queries):
             docs = list(problem.corpus)
             doc_tokens = backbone.text.tokenize([d.text for d in docs], max_length=opts.doc_max_length)
             examples += [(tok, tuple(ids.ids[d.id])) for tok, d in zip(doc_tokens, docs)]

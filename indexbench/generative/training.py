@@ -56,7 +56,8 @@ def train_id_generation(
     model = backbone.model
     optimisation = adamw(model.named_parameters(), lr=options.lr, total_steps=total,
                          warmup_ratio=options.warmup_ratio, weight_decay=options.weight_decay,
-                         max_grad_norm=options.max_grad_norm)
+                         max_grad_norm=options.max_grad_norm, fresh=backbone.is_fresh,
+                         fresh_lr=options.fresh_lr)
     losses: list[float] = []
     checks: list[dict[str, float]] = []
     on_cuda = backbone.on_cuda

@@ -34,5 +34,5 @@ class DocumentRetrievalTask(RankingTask):
         pairs = [(train.queries[q], doc) for q, docs in train.qrels.items()
                  for doc, rel in sorted(docs.items()) if rel > 0]
         problem = RetrievalProblem(task=self.name, corpus=dataset.corpus, train_pairs=pairs,
-                                   dev=_query_set(dataset, "dev"))
+                                   dev=_query_set(dataset, "dev"), documents_as_queries=True)
         return problem, _query_set(dataset, "test")

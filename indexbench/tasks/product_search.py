@@ -76,6 +76,9 @@ class ProductSearchTask(RankingTask):
                             qrels={ids[t]: {doc: 1 for doc in queries[t]} for t in texts})
 
         pairs = [(text, doc) for text in train for doc in queries[text]]
+        # The split is by query and every item has one category path, so no test item is the
+        # target of a training query: a generative system learns their IDs only from the items'
+        # own text (documents_as_queries).
         problem = RetrievalProblem(task=self.name, corpus=dataset.corpus, train_pairs=pairs,
-                                   dev=query_set(dev))
+                                   dev=query_set(dev), documents_as_queries=True)
         return problem, query_set(test)
