@@ -53,7 +53,11 @@ def build_tables(records: Sequence[RunRecord], headline: dict[str, Sequence[str]
                 rows.append([r.indexer, *cells])
             else:
                 rows.append([r.indexer, f"{r.status}: {r.reason}", *[""] * (len(metrics) + len(timings) - 1)])
-        columns = ["indexer", *metrics, *(label for _, label, _ in timings)]
+            if r.status == "ok":  # the whole cell: IDs, training, indexing and evaluation
+                rows[-1].append(f"{r.duration_s:.1f}" if r.duration_s else "")
+            else:
+                rows[-1].append("")
+        columns = ["indexer", *metrics, *(label for _, label, _ in timings), "cell s"]
         tables.append(Table(dataset, task, columns, rows, recs))
     return sorted(tables, key=lambda t: (t.dataset, t.task))
 

@@ -34,18 +34,25 @@ class Optimisation:
     scheduler: Any
     params: list
     max_grad_norm: float
+    steps: int = 0
 
     def step(self, loss) -> float:
         """Back-propagate ``loss``, clip, update, advance the schedule; return the loss value."""
         import torch
 
+        value = float(loss.detach().float().cpu())
+        if not math.isfinite(value):
+            # Updating on it would turn every weight into NaN and the run into silent zeros.
+            raise FloatingPointError(
+                f"training diverged: the loss is {value} after {self.steps} steps; lower the learning rate")
+        self.steps += 1
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.max_grad_norm and self.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
-        return float(loss.detach().float().cpu())
+        return value
 
     def release(self) -> None:
         """Drop gradients (they can be as large as the model)."""

@@ -208,3 +208,20 @@ def test_indexing_pairs_follow_the_task_unless_told(sample, documents_as_queries
     engine.build_retriever(problem, RunContext(seed=0))
     expected = len(pairs) + (len(sample.corpus) if with_documents else 0)
     assert engine.details["training"]["examples"] == expected
+
+
+def test_first_position_is_warm_started_unless_switched_off(sample):
+    from indexbench.errors import ConfigError
+    from indexbench.generative.engine import GenerativeRetrieval
+
+    problem, _ = memorisation_problem(sample)
+    engine = GenerativeRetrieval(TitleLetters(LettersConfig(backbone="tiny", max_steps=1)))
+    engine.build_retriever(problem, RunContext(seed=0))
+    report = engine.details["training"]["id_init"]
+    assert report["documents"] == len(sample.corpus) and report["codes"] <= 6
+    off = GenerativeRetrieval(TitleLetters(LettersConfig(backbone="tiny", max_steps=1, id_init="none")))
+    off.build_retriever(problem, RunContext(seed=0))
+    assert "id_init" not in off.details["training"]
+    with pytest.raises(ConfigError, match="id_init"):
+        GenerativeRetrieval(TitleLetters(LettersConfig(backbone="tiny", id_init="centroids"))).build_retriever(
+            problem, RunContext(seed=0))

@@ -45,3 +45,15 @@ def test_minilm_encdec_marks_only_what_starts_untrained():
     assert "decoder.bert.encoder.layer.0.attention.self.query.weight" not in fresh  # warm-started
     tiny = load_backbone("tiny")
     assert all(tiny.is_fresh(n) for n, _ in tiny.model.named_parameters())
+
+
+def test_a_non_finite_loss_stops_training_before_it_poisons_the_weights():
+    model = torch.nn.Linear(2, 1)
+    before = model.weight.detach().clone()
+    opt = adamw(model.named_parameters(), lr=1e-2, total_steps=3, warmup_ratio=0.0)
+    opt.step(model(torch.ones(1, 2)).sum())
+    after_one = model.weight.detach().clone()
+    assert not torch.equal(before, after_one)
+    with pytest.raises(FloatingPointError, match="diverged.*after 1 steps"):
+        opt.step(model(torch.ones(1, 2)).sum() * float("nan"))
+    assert torch.equal(model.weight.detach(), after_one)

@@ -48,3 +48,19 @@ def test_dual_encoder_zero_shot_on_amazon_product_search(shared_data, tmp_path):
     assert dense.status == "ok", dense.reason
     # Zero-shot MiniLM is a real retriever here: far above chance (≈0.001) and in BM25's league.
     assert dense.metrics["ndcg@5"] > 0.5 * cells[("bm25", "product-search")].metrics["ndcg@5"]
+
+
+@pytest.mark.slow
+def test_semantic_ids_on_amazon_scientific_carry_the_categories(shared_data, tmp_path):
+    """hc on MiniLM embeddings (32 tokens a product keeps this to well under a minute) against
+    the random floor, at the shared default (T, K) = (3, 256)."""
+    spec = "hc:encoder_max_length=32"
+    cells = grid(shared_data, tmp_path, [spec, "random-ids"], ["id-quality"], "amazon-scientific")
+    hc, floor = cells[(spec, "id-quality")], cells[("random-ids", "id-quality")]
+    assert hc.status == "ok" and floor.status == "ok", (hc.reason, floor.reason)
+    for cell in (hc, floor):
+        assert cell.details["codebook_sizes"] == [256, 256, 256]
+        assert cell.details["n_documents_l2"] == 4213 and cell.details["n_documents_l3"] == 4107
+    assert abs(floor.metrics["ami_l2"]) < 0.02 and abs(floor.metrics["ami_l3"]) < 0.02
+    assert hc.metrics["ami_l2"] > 0.3 and hc.metrics["ami_l3"] > 0.3
+    assert hc.details["indexer"]["collision_rate"] == hc.metrics["collision_rate"] == 0.0

@@ -10,7 +10,7 @@ head the adapter does not understand fails loudly instead of ranking wrongly.
 Registered backbones (`builtin_backbones`):
 
 * ``minilm-encdec`` (default): all-MiniLM-L6-v2 as the encoder, and a decoder warm-started from
-  its first ``decoder_layers`` layers (cross-attention freshly initialised). Two decoder layers by
+  its first ``decoder_layers`` layers (cross-attention initialised as mean pooling of the encoder states). Two decoder layers by
   default: the decoder runs T steps × 20 beams per query, so each layer costs far more at search
   time than an encoder layer, while IDs are only 3 tokens long and need little depth.
 * ``t5-small-scratch``: a small T5 (4 encoder / 2 decoder layers, d_model 256) trained from
@@ -275,11 +275,34 @@ def build_minilm_encdec(device: str = "cpu", *, seed: int = 0,
             raise ConfigError(f"decoder_layers={layers}: MiniLM has only {config.num_hidden_layers} layers")
         config.num_hidden_layers = layers
         model = _bert_encoder_decoder(encoder, config, tokenizer, init_from=path)
+        _mean_pooling_cross_attention(model.decoder.base_model)
     # Untrained next to MiniLM's weights: the cross-attention, the output head's transform, and the
     # decoder's token embeddings, where the ID tokens live (the decoder reads no text tokens).
     fresh = ("crossattention", "decoder.cls.", "decoder.bert.embeddings.word_embeddings")
     return Seq2SeqBackbone(model, tokenizer, name="minilm-encdec", device=device, fresh_parameters=fresh,
-                           weights=f"all-MiniLM-L6-v2:decoder_layers={layers}:seed={seed}")
+                           weights=f"all-MiniLM-L6-v2:decoder_layers={layers}:xattn=mean-pool:seed={seed}")
+
+
+def _mean_pooling_cross_attention(decoder) -> None:
+    """Start every cross-attention layer as mean pooling of the encoder states.
+
+    Zero query and key projections make the attention uniform over the (unmasked) input
+    tokens; identity value and output projections then add the mean encoder state to the
+    decoder's stream -- the very vector all-MiniLM-L6-v2 was trained to make a sentence
+    embedding of. A random cross-attention instead adds a small random projection, and the
+    decoder starts out nearly blind to its input. The weights still train freely from here.
+    """
+    import torch
+
+    with torch.no_grad():
+        for layer in decoder.encoder.layer:
+            attention = layer.crossattention
+            for linear in (attention.self.query, attention.self.key):
+                linear.weight.zero_()
+                linear.bias.zero_()
+            for linear in (attention.self.value, attention.output.dense):
+                linear.weight.copy_(torch.eye(linear.weight.shape[0], dtype=linear.weight.dtype))
+                linear.bias.zero_()
 
 
 def build_tiny(device: str = "cpu", *, seed: int = 0, decoder_layers: int | None = None) -> Seq2SeqBackbone:

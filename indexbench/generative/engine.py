@@ -105,6 +105,8 @@ class GenerativeRetrieval:
 
             from .training import train_id_generation
 
+            if init is None and opts.id_init == "documents":
+                history["id_init"] = self._init_from_documents(backbone, problem, codes, ctx)
             history.update(train_id_generation(
                 backbone, examples, opts, ctx, dev_check=lambda: self._dev_check(retriever, problem),
                 description=f"{self.name}: training {opts.backbone} on {len(examples):,} pairs"))
@@ -131,6 +133,14 @@ class GenerativeRetrieval:
         }
         return retriever
 
+    def _init_from_documents(self, backbone, problem: RetrievalProblem, codes, ctx: RunContext) -> dict:
+        from .id_init import init_first_position
+
+        docs = list(problem.corpus)
+        tokens = backbone.text.tokenize([d.text for d in docs], max_length=self.options.doc_max_length)
+        return init_first_position(backbone, tokens, codes[:, 0], batch_size=self.options.eval_batch_size,
+                                   seed=ctx.seed, progress=ctx.progress)
+
     def _examples(self, problem: RetrievalProblem, backbone, ids: SemanticIds) -> list:
         opts = self.options
         texts = [q for q, _ in problem.train_pairs]
@@ -138,10 +148,12 @@ class GenerativeRetrieval:
                                         truncation=problem.query_truncation)
         examples = [(tok, tuple(ids.ids[d])) for tok, (_, d) in zip(tokens, problem.train_pairs)]
         indexing = opts.indexing_pairs
-        if indexing not in ("auto", "yes", "no"):
-            from ..errors import ConfigError
+        from ..errors import ConfigError
 
+        if indexing not in ("auto", "yes", "no"):
             raise ConfigError(f"indexing_pairs must be auto, yes or no, not {indexing!r}")
+        if opts.id_init not in ("documents", "none"):
+            raise ConfigError(f"id_init must be documents or none, not {opts.id_init!r}")
         if indexing == "yes" or (indexing == "auto" and problem.documents_as_queries):
             docs = list(problem.corpus)
             doc_tokens = backbone.text.tokenize([d.text for d in docs], max_length=opts.doc_max_length)

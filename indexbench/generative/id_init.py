@@ -1,0 +1,128 @@
+"""Warm-starting the first ID position's token embeddings from the documents themselves.
+
+New ID tokens start out (nearly) alike, so a freshly built model scores every first-position
+code the same and has to learn a K-way classification from scratch: at K = 256 on 4,344
+amazon-scientific items, 75 steps of batch 32 had moved the first position's loss only from 5.70
+to 5.43 (chance: ln 256 = 5.55). Yet a semantic ID's first code is, by construction, a grouping
+of documents by content. So before training, each first-position code's output row is set to
+the mean decoder feature of the documents carrying that code (centred over the codes,
+normalised, and scaled to fit those documents best): the model starts as a nearest-centroid
+classifier of its own document encodings. Measured on the same data with minilm-encdec: 63 %
+of documents get their first code right before any step, 85 % after 50 steps (fresh_lr 3e-4),
+against chance level without the warm start.
+
+Only the first position is initialised: its codes mean the same thing for every document,
+whereas a later code (hc's sub-cluster number, say) means something different under each
+prefix. Tied decoder input embeddings receive the same rows, which is what the next step's
+input should be: a vector for "this first-level group".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from .backbones import Seq2SeqBackbone
+
+MAX_DOCUMENTS = 20_000
+"""Documents read for the means (a seeded sample beyond that): means of 20k are plenty."""
+
+SCALES = tuple(2.0 ** e for e in range(-2, 11))
+"""Candidate norms of the rows; the one with the lowest cross-entropy on the documents wins."""
+
+
+def init_first_position(backbone: Seq2SeqBackbone, doc_tokens: Sequence[list[int]],
+                        first_codes: Sequence[int], *, batch_size: int = 64, seed: int = 0,
+                        progress: Any = None) -> dict[str, float]:
+    """Set the first position's ID-token rows from the documents' decoder features.
+
+    ``doc_tokens[i]`` is document i's tokenised text and ``first_codes[i]`` its first code.
+    Codes that no document carries keep their rows. Returns what was done: whether the rows were
+    set (not when the features predict the codes no better than chance on held-out documents),
+    the chosen row norm, the held-out cross-entropy against chance, and the accuracy on the
+    documents read.
+    """
+    import numpy as np
+    import torch
+
+    assert backbone.vocabulary is not None, "add the ID tokens first"
+    n = len(doc_tokens)
+    rows_read = np.arange(n)
+    if n > MAX_DOCUMENTS:
+        rows_read = np.sort(np.random.default_rng(seed).choice(n, MAX_DOCUMENTS, replace=False))
+    k = backbone.vocabulary.codebook_sizes[0]
+    codes = torch.as_tensor(np.asarray(first_codes)[rows_read], dtype=torch.long)
+
+    model = backbone.model
+    was_training = model.training
+    model.eval()
+    features = []
+    with torch.inference_mode(), backbone.autocast():
+        batches = range(0, len(rows_read), batch_size)
+        iterator = progress.track(batches, "initialising ID embeddings from the documents",
+                                  total=len(batches)) if progress is not None else batches
+        for lo in iterator:
+            chunk = rows_read[lo : lo + batch_size]
+            ids, mask = backbone.text.collate([doc_tokens[i] for i in chunk], backbone.device)
+            start = torch.full((len(chunk), 1), backbone.decoder_start_token_id, dtype=torch.long,
+                               device=backbone.device)
+            hidden, _ = backbone.decode(start, backbone.encode(ids, mask), mask)
+            features.append(backbone._head_features(hidden[:, 0]).float().cpu())
+    model.train(was_training)
+    feats = torch.cat(features)
+
+    # The row norm decides how confident the start is. It is chosen by two-fold cross-validation
+    # -- means from one half of the documents, cross-entropy on the other -- so features that
+    # say nothing about the codes (a random backbone) get a small norm rather than one that
+    # only fits the documents the means came from.
+    fold = torch.from_numpy(np.random.default_rng(seed).permutation(len(codes)) % 2 == 0)
+    held_out = [0.0] * len(SCALES)
+    for train in (fold, ~fold):
+        unit_half, present_half = _unit_means(feats[train], codes[train], k)
+        test = ~train & present_half[codes]
+        if not bool(test.any()):
+            continue
+        target = (torch.cumsum(present_half.long(), 0) - 1)[codes[test]]
+        cosines = feats[test] @ unit_half.T
+        for i, scale in enumerate(SCALES):
+            held_out[i] += float(torch.nn.functional.cross_entropy(cosines * scale, target)) / 2
+    best = int(np.argmin(held_out))
+    unit, present = _unit_means(feats, codes, k)
+    chance = math.log(int(present.sum()))
+    report = {"documents": int(len(rows_read)), "codes": int(present.sum()), "row_norm": SCALES[best],
+              "held_out_cross_entropy": held_out[best], "chance_cross_entropy": chance}
+    if not held_out[best] < chance - 0.05:
+        # The documents' features do not predict their codes: a warm start would only add noise.
+        return {**report, "applied": False}
+    scale = SCALES[best]
+    target = (torch.cumsum(present.long(), 0) - 1)[codes]
+    accuracy = float(((feats @ unit.T).argmax(dim=1) == target).float().mean())
+
+    with torch.no_grad():
+        head = backbone._decoder_owner().get_output_embeddings()
+        first = backbone.vocabulary.rows(0)  # a slice of the token-embedding rows
+        chosen = torch.arange(first.start, first.stop, device=head.weight.device)[present.to(head.weight.device)]
+        head.weight[chosen] = (unit * scale).to(head.weight.dtype).to(head.weight.device)
+        if getattr(head, "bias", None) is not None:
+            head.bias[chosen] = 0.0
+        final_bias = getattr(backbone.model, "final_logits_bias", None)  # BART
+        if final_bias is not None:
+            final_bias[0, chosen] = 0.0
+    return {**report, "applied": True, "accuracy": accuracy}
+
+
+def _unit_means(feats, codes, k: int):
+    """Per code present: the mean feature, centred over the codes and L2-normalised; and the
+    (k,) mask of codes present."""
+    import torch
+
+    sums = torch.zeros(k, feats.shape[1]).index_add_(0, codes, feats)
+    counts = torch.bincount(codes, minlength=k)
+    present = counts > 0
+    means = sums[present] / counts[present, None]
+    centred = means - means.mean(dim=0, keepdim=True)
+    return centred / centred.norm(dim=1, keepdim=True).clamp(min=1e-6), present
+
+
+__all__ = ["init_first_position"]
