@@ -4,8 +4,8 @@
 #   bash benchmarks/semantic_ids.sh [DATA_DIR] [DEVICE]     (defaults: ../shared/data, cpu)
 # Results go to benchmarks/out/DEVICE/ (SQLite store, JSON records, artifact cache, wall times).
 # Every indexer runs at the shared default (T, K) for the corpus. On the 2-core CPU the
-# generative engine is capped at 300 optimiser steps per cell (MAX_STEPS) so the amazon grid
-# fits in about an hour; on a GPU the engine's default (500) applies.
+# generative engine is capped at 200 optimiser steps per cell (MAX_STEPS) so the amazon grid
+# fits in about 90 minutes; on a GPU the engine's default (500) applies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data}
@@ -13,7 +13,7 @@ DEVICE=${2:-cpu}
 OUT=benchmarks/out/$DEVICE
 mkdir -p "$OUT"
 export INDEXBENCH_RESULTS=$OUT/results.sqlite INDEXBENCH_CACHE=$OUT/cache
-if [ "$DEVICE" = cpu ]; then STEPS=":max_steps=${MAX_STEPS:-300}"; else STEPS=""; fi
+if [ "$DEVICE" = cpu ]; then STEPS=":max_steps=${MAX_STEPS:-200}"; else STEPS=""; fi
 
 timed() {  # timed NAME CMD...: run, record wall seconds in $OUT/NAME.seconds
     local name=$1; shift
