@@ -153,7 +153,12 @@ class Seq2SeqBackbone:
 
         return EncoderDecoderCache(DynamicCache(), DynamicCache())
 
-    def _head_features(self, hidden):
+    def output_head(self):
+        """The module whose weight rows score tokens (ID tokens included) from `head_features`."""
+        return self._decoder_owner().get_output_embeddings()
+
+    def head_features(self, hidden):
+        """What the output head multiplies with its token rows, from decoder states."""
         if self._bert_decoder:
             head = getattr(self.model.decoder, "cls", None)
             transform = getattr(getattr(head, "predictions", None), "transform", None)
@@ -166,8 +171,8 @@ class Seq2SeqBackbone:
         """Logits of position ``position``'s K ID tokens only: (..., K)."""
         assert self.vocabulary is not None
         rows = self.vocabulary.rows(position)
-        features = self._head_features(hidden)
-        head = self._decoder_owner().get_output_embeddings()
+        features = self.head_features(hidden)
+        head = self.output_head()
         logits = features @ head.weight[rows].T
         if getattr(head, "bias", None) is not None:
             logits = logits + head.bias[rows]

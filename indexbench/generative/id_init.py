@@ -68,7 +68,7 @@ def init_first_position(backbone: Seq2SeqBackbone, doc_tokens: Sequence[list[int
             start = torch.full((len(chunk), 1), backbone.decoder_start_token_id, dtype=torch.long,
                                device=backbone.device)
             hidden, _ = backbone.decode(start, backbone.encode(ids, mask), mask)
-            features.append(backbone._head_features(hidden[:, 0]).float().cpu())
+            features.append(backbone.head_features(hidden[:, 0]).float().cpu())
     model.train(was_training)
     feats = torch.cat(features)
 
@@ -100,7 +100,7 @@ def init_first_position(backbone: Seq2SeqBackbone, doc_tokens: Sequence[list[int
     accuracy = float(((feats @ unit.T).argmax(dim=1) == target).float().mean())
 
     with torch.no_grad():
-        head = backbone._decoder_owner().get_output_embeddings()
+        head = backbone.output_head()
         first = backbone.vocabulary.rows(0)  # a slice of the token-embedding rows
         chosen = torch.arange(first.start, first.stop, device=head.weight.device)[present.to(head.weight.device)]
         head.weight[chosen] = (unit * scale).to(head.weight.dtype).to(head.weight.device)
