@@ -136,10 +136,17 @@ class GenerativeRetrieval:
     def _init_from_documents(self, backbone, problem: RetrievalProblem, codes, ctx: RunContext) -> dict:
         from .id_init import init_first_position
 
-        docs = list(problem.corpus)
-        tokens = backbone.text.tokenize([d.text for d in docs], max_length=self.options.doc_max_length)
-        return init_first_position(backbone, tokens, codes[:, 0], batch_size=self.options.eval_batch_size,
+        return init_first_position(backbone, self._document_tokens(backbone, problem), codes[:, 0], batch_size=self.options.eval_batch_size,
                                    seed=ctx.seed, progress=ctx.progress)
+
+    def _document_tokens(self, backbone, problem: RetrievalProblem) -> list[list[int]]:
+        """The corpus's texts tokenised once (indexing pairs and the ID warm start both read them)."""
+        cached = getattr(self, "_doc_tokens", None)
+        if cached is None or cached[0] is not problem.corpus:
+            texts = [d.text for d in problem.corpus]
+            cached = (problem.corpus, backbone.text.tokenize(texts, max_length=self.options.doc_max_length))
+            self._doc_tokens = cached
+        return cached[1]
 
     def _examples(self, problem: RetrievalProblem, backbone, ids: SemanticIds) -> list:
         opts = self.options
@@ -155,9 +162,8 @@ class GenerativeRetrieval:
         if opts.id_init not in ("documents", "none"):
             raise ConfigError(f"id_init must be documents or none, not {opts.id_init!r}")
         if indexing == "yes" or (indexing == "auto" and problem.documents_as_queries):
-            docs = list(problem.corpus)
-            doc_tokens = backbone.text.tokenize([d.text for d in docs], max_length=opts.doc_max_length)
-            examples += [(tok, tuple(ids.ids[d.id])) for tok, d in zip(doc_tokens, docs)]
+            examples += [(tok, tuple(ids.ids[d.id]))
+                         for tok, d in zip(self._document_tokens(backbone, problem), problem.corpus)]
         return examples
 
     def _dev_check(self, retriever: GenerativeRetriever, problem: RetrievalProblem) -> dict[str, float]:
