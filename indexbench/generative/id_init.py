@@ -51,26 +51,68 @@ def init_first_position(backbone: Seq2SeqBackbone, doc_tokens: Sequence[list[int
     rows_read = np.arange(n)
     if n > MAX_DOCUMENTS:
         rows_read = np.sort(np.random.default_rng(seed).choice(n, MAX_DOCUMENTS, replace=False))
-    k = backbone.vocabulary.codebook_sizes[0]
     codes = torch.as_tensor(np.asarray(first_codes)[rows_read], dtype=torch.long)
+    features, _ = decoder_features(backbone, [doc_tokens[i] for i in rows_read],
+                                   np.zeros((len(rows_read), 0), dtype=np.int64), batch_size=batch_size,
+                                   progress=progress, description="initialising ID embeddings from the documents")
+    report = set_code_rows(backbone, 0, features, codes, seed=seed)
+    return {"documents": int(len(rows_read)), **report}
+
+
+def decoder_features(backbone: Seq2SeqBackbone, doc_tokens: Sequence[list[int]], prefixes, *,
+                     batch_size: int = 64, progress: Any = None, description: str = "decoder features"):
+    """What the output head reads at position t = ``prefixes.shape[1]`` for every document, and
+    the code the model picks there: ((N, D) float tensor on the CPU, (N,) int64 array).
+
+    ``prefixes[i]`` holds document i's codes at the positions before t (an (N, t) array; t = 0
+    for the first position). Runs in eval mode without gradients.
+    """
+    import numpy as np
+    import torch
+
+    from .decoding import decoder_inputs
 
     model = backbone.model
     was_training = model.training
     model.eval()
-    features = []
-    with torch.inference_mode(), backbone.autocast():
-        batches = range(0, len(rows_read), batch_size)
-        iterator = progress.track(batches, "initialising ID embeddings from the documents",
-                                  total=len(batches)) if progress is not None else batches
-        for lo in iterator:
-            chunk = rows_read[lo : lo + batch_size]
-            ids, mask = backbone.text.collate([doc_tokens[i] for i in chunk], backbone.device)
-            start = torch.full((len(chunk), 1), backbone.decoder_start_token_id, dtype=torch.long,
-                               device=backbone.device)
-            hidden, _ = backbone.decode(start, backbone.encode(ids, mask), mask)
-            features.append(backbone.head_features(hidden[:, 0]).float().cpu())
-    model.train(was_training)
-    feats = torch.cat(features)
+    prefixes = np.asarray(prefixes, dtype=np.int64).reshape(len(doc_tokens), -1)
+    position = prefixes.shape[1]
+    features, picks = [], []
+    try:
+        with torch.inference_mode(), backbone.autocast():
+            batches = range(0, len(doc_tokens), batch_size)
+            iterator = progress.track(batches, description, total=len(batches)) if progress is not None else batches
+            for lo in iterator:
+                ids, mask = backbone.text.collate(list(doc_tokens[lo : lo + batch_size]), backbone.device)
+                # decoder_inputs drops the last code: pad the prefix with a dummy one.
+                codes = torch.as_tensor(prefixes[lo : lo + batch_size], device=backbone.device)
+                codes = torch.cat([codes, codes.new_zeros((len(codes), 1))], dim=1)
+                hidden, _ = backbone.decode(decoder_inputs(backbone, codes), backbone.encode(ids, mask), mask)
+                last = hidden[:, position]
+                features.append(backbone.head_features(last).float().cpu())
+                picks.append(backbone.position_logits(last, position).argmax(dim=-1).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(features), torch.cat(picks).numpy().astype(np.int64)
+
+
+def set_code_rows(backbone: Seq2SeqBackbone, position: int, features, codes, *, seed: int = 0,
+                  require_signal: bool = True) -> dict[str, Any]:
+    """Set position ``position``'s ID-token rows to the codes' mean ``features`` (head features).
+
+    ``features`` is an (N, D) float tensor of what the output head reads at that position,
+    ``codes`` the (N,) code of each row. Each code present gets its centred, normalised mean
+    feature times one norm, chosen from `SCALES` by two-fold held-out cross-entropy; its biases
+    are zeroed. With ``require_signal`` nothing is set when the held-out cross-entropy is not
+    below chance (features that say nothing about the codes). Returns what was done.
+    """
+    import numpy as np
+    import torch
+
+    assert backbone.vocabulary is not None, "add the ID tokens first"
+    k = backbone.vocabulary.codebook_sizes[position]
+    feats = features.float().cpu()
+    codes = torch.as_tensor(np.asarray(codes), dtype=torch.long).cpu()
 
     # The row norm decides how confident the start is. It is chosen by two-fold cross-validation
     # -- means from one half of the documents, cross-entropy on the other -- so features that
@@ -89,10 +131,10 @@ def init_first_position(backbone: Seq2SeqBackbone, doc_tokens: Sequence[list[int
             held_out[i] += float(torch.nn.functional.cross_entropy(cosines * scale, target)) / 2
     best = int(np.argmin(held_out))
     unit, present = _unit_means(feats, codes, k)
-    chance = math.log(int(present.sum()))
-    report = {"documents": int(len(rows_read)), "codes": int(present.sum()), "row_norm": SCALES[best],
+    chance = math.log(max(int(present.sum()), 1))
+    report = {"codes": int(present.sum()), "row_norm": SCALES[best],
               "held_out_cross_entropy": held_out[best], "chance_cross_entropy": chance}
-    if not held_out[best] < chance - 0.05:
+    if require_signal and not held_out[best] < chance - 0.05:
         # The documents' features do not predict their codes: a warm start would only add noise.
         return {**report, "applied": False}
     scale = SCALES[best]
@@ -101,8 +143,8 @@ def init_first_position(backbone: Seq2SeqBackbone, doc_tokens: Sequence[list[int
 
     with torch.no_grad():
         head = backbone.output_head()
-        first = backbone.vocabulary.rows(0)  # a slice of the token-embedding rows
-        chosen = torch.arange(first.start, first.stop, device=head.weight.device)[present.to(head.weight.device)]
+        rows = backbone.vocabulary.rows(position)  # a slice of the token-embedding rows
+        chosen = torch.arange(rows.start, rows.stop, device=head.weight.device)[present.to(head.weight.device)]
         head.weight[chosen] = (unit * scale).to(head.weight.dtype).to(head.weight.device)
         if getattr(head, "bias", None) is not None:
             head.bias[chosen] = 0.0
@@ -125,4 +167,4 @@ def _unit_means(feats, codes, k: int):
     return centred / centred.norm(dim=1, keepdim=True).clamp(min=1e-6), present
 
 
-__all__ = ["init_first_position"]
+__all__ = ["decoder_features", "init_first_position", "set_code_rows"]

@@ -1,0 +1,362 @@
+"""Algorithm 1 (paper App. A.2): LMIndexer's self-supervised ID learning, one phase at a time.
+
+Phases, for T-1 semantic positions (the last position de-duplicates and is not learned):
+
+1. ``reconstructor-warmup`` (Eq. 12): the reconstructor alone learns to fill masked tokens from
+   the hints, the semantic indexer frozen -- against reconstructor collapse.
+2. For each position t:
+
+   * ``encoder-warmup@t`` (Eq. 13): the indexer and reconstructor train with the continuous
+     h_d^t in place of the t-th code -- against posterior collapse;
+   * ``codebook@t``: E^t is initialised by k-means of {h_d^t} over the corpus (`set_code_rows`
+     turns the centroids into ID-token rows of a fitted norm);
+   * ``train@t`` (Eq. 11): reconstruction through the straight-through look-up, plus contrastive
+     (Eq. 9) and commitment (Eq. 10) losses; then every document's c^t = argmax P_s, fixed from
+     here on (progressive training).
+
+After each phase the whole state (weights, codes so far, history) is written to a checkpoint, so
+an interrupted run resumes at the next phase; every phase seeds its own random streams from the
+run's seed and its index, so a resumed run ends with the same IDs as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from indexbench.data import SemanticIds
+from indexbench.generative.decoding import decoder_inputs
+from indexbench.generative.id_init import decoder_features, set_code_rows
+from indexbench.kmeans import kmeans
+from indexbench.metrics import id_diagnostics
+from indexbench.optim import adamw
+
+from ._model import (
+    Reconstructor,
+    commitment_loss,
+    prefix_contrastive_loss,
+    reconstruction_loss,
+    sample_hints,
+    straight_through,
+)
+
+CHECKPOINT = "state.pt"
+
+
+@dataclass
+class Phase:
+    name: str
+    kind: str  # "reconstructor-warmup" | "encoder-warmup" | "codebook" | "train"
+    position: int  # 0-based ID position (-1 for the reconstructor warm-up)
+    steps: int = 0
+
+
+def plan_phases(config: Any, levels: int) -> list[Phase]:
+    """The phases Algorithm 1 runs for ``levels`` semantic positions under ``config``'s switches."""
+    phases = []
+    if config.reconstructor_warmup and config.reconstructor_warmup_steps > 0:
+        phases.append(Phase("reconstructor-warmup", "reconstructor-warmup", -1, config.reconstructor_warmup_steps))
+    for t in range(levels):
+        if config.encoder_warmup:
+            if config.encoder_warmup_steps > 0:
+                phases.append(Phase(f"encoder-warmup@{t + 1}", "encoder-warmup", t, config.encoder_warmup_steps))
+            phases.append(Phase(f"codebook@{t + 1}", "codebook", t))
+        phases.append(Phase(f"train@{t + 1}", "train", t, config.position_steps))
+    return phases
+
+
+def hint_ratio(config: Any, position: int) -> float:
+    """Hint ratio of ``position`` (the reconstructor warm-up uses the first); positions past the
+    list reuse its last value."""
+    ratios = config.parsed_hint_ratios()
+    return ratios[min(max(position, 0), len(ratios) - 1)]
+
+
+@dataclass
+class State:
+    codes: np.ndarray  # (N, t): the codes fixed so far
+    done: int = 0  # phases completed
+    curves: list[dict[str, float]] = field(default_factory=list)  # diagnostics through training
+    phases: list[dict[str, Any]] = field(default_factory=list)  # one summary per phase done
+
+
+class SelfSupervisedTraining:
+    """Runs the phases on one backbone (ID tokens added) over one tokenised corpus."""
+
+    def __init__(self, backbone, doc_tokens: Sequence[list[int]], config: Any, levels: int, ctx: Any,
+                 checkpoint_dir: Path | None = None):
+        self.backbone = backbone
+        self.doc_tokens = list(doc_tokens)
+        self.config = config
+        self.levels = levels
+        self.ctx = ctx
+        self.checkpoint_dir = checkpoint_dir
+        self.codebook_size = backbone.vocabulary.codebook_sizes[0]
+        self.base = backbone.vocabulary.base
+        word = self._word_embeddings()
+        feature_dim = backbone.output_head().weight.shape[1]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(ctx.seed)
+            self.reconstructor = Reconstructor(
+                word.shape[1], feature_dim, self.base, layers=config.reconstructor_layers,
+                max_length=backbone.text.max_positions).to(backbone.device)
+        self.special_ids = torch.tensor(sorted(set(backbone.tokenizer.all_special_ids)), device=backbone.device)
+        n = len(self.doc_tokens)
+        rng = np.random.default_rng(ctx.seed)
+        take = min(n, max(int(config.diagnostics_documents), 0))
+        self.sample = np.sort(rng.choice(n, take, replace=False)) if take else np.arange(0)
+        self.phases = plan_phases(config, levels)
+        self.state = State(codes=np.zeros((n, 0), dtype=np.int64))
+
+    # ----------------------------------------------------------------- pieces
+
+    def _word_embeddings(self):
+        """W of Eq. 5: the encoder's token embeddings, text rows only."""
+        return self.backbone.model.get_encoder().get_input_embeddings().weight[: self.base]
+
+    def codebook(self, position: int):
+        """E^t: the output head's ID-token rows of ``position``."""
+        return self.backbone.output_head().weight[self.backbone.vocabulary.rows(position)]
+
+    def _collate(self, rows):
+        ids, mask = self.backbone.text.collate([self.doc_tokens[i] for i in rows], self.backbone.device)
+        return ids, mask, torch.isin(ids, self.special_ids)
+
+    def _forward(self, phase: Phase, rows, generator: torch.Generator):
+        """The losses of one batch (a dict of scalar tensors) and the reconstruction outputs."""
+        backbone = self.backbone
+        ids, mask, special = self._collate(rows)
+        hints = sample_hints(mask, special, hint_ratio(self.config, phase.position), generator)
+        word = self._word_embeddings()
+        losses: dict[str, torch.Tensor] = {}
+        if phase.kind == "reconstructor-warmup":
+            empty = word.new_zeros((len(rows), 0, self.codebook(0).shape[1]))
+            logits, targets = self.reconstructor(empty, ids, mask, hints, word.detach())
+            losses["reconstruction"] = reconstruction_loss(logits, targets)
+            return losses, logits, targets, None
+        t = phase.position
+        prefix = torch.as_tensor(self.state.codes[rows, :t], device=backbone.device)
+        with backbone.autocast():
+            encoded = backbone.encode(ids, mask)
+            padded = torch.cat([prefix, prefix.new_zeros((len(rows), 1))], dim=1)
+            hidden, _ = backbone.decode(decoder_inputs(backbone, padded), encoded, mask)
+        hidden = hidden.float()
+        h = backbone.head_features(hidden[:, t]).float()
+        logits_t = backbone.position_logits(hidden[:, t], t).float()
+        vectors = [self.codebook(j)[prefix[:, j]].float() for j in range(t)]
+        if phase.kind == "encoder-warmup":
+            vectors.append(h)  # Eq. 13: no t-th codebook yet
+        else:
+            vectors.append(straight_through(logits_t, self.codebook(t)))
+        logits, targets = self.reconstructor(torch.stack(vectors, dim=1), ids, mask, hints, word)
+        losses["reconstruction"] = reconstruction_loss(logits, targets)
+        if self.config.contrastive:
+            losses["contrastive"] = prefix_contrastive_loss(h, prefix, self.config.contrastive_temperature)
+        if self.config.commitment and t > 0:
+            losses["commitment"] = commitment_loss(
+                [backbone.position_logits(hidden[:, j], j) for j in range(t)], prefix)
+        return losses, logits, targets, logits_t.argmax(dim=-1)
+
+    # ----------------------------------------------------------------- batches
+
+    def _plan(self, phase: Phase, rng: np.random.Generator) -> list[np.ndarray]:
+        """Batches of document rows. From the second position on, documents sharing their ID
+        prefix sit in the same batches (prefixes in random order), so the contrastive loss --
+        which only compares documents with the same prefix -- has pairs to work on."""
+        n, size = len(self.doc_tokens), int(self.config.index_batch_size)
+        plan: list[np.ndarray] = []
+        while len(plan) < phase.steps:
+            if phase.position <= 0:
+                order = rng.permutation(n)
+            else:
+                _, group = np.unique(self.state.codes[:, : phase.position], axis=0, return_inverse=True)
+                group = np.asarray(group).reshape(-1)
+                shuffled = rng.permutation(group.max() + 1)[group]
+                order = np.lexsort((rng.random(n), shuffled))
+            chunks = [order[i : i + size] for i in range(0, n, size)]
+            plan.extend(chunks[i] for i in rng.permutation(len(chunks)))
+        return plan[: phase.steps]
+
+    # ----------------------------------------------------------------- diagnostics
+
+    def diagnose(self, phase: Phase) -> dict[str, float]:
+        """Reconstruction macro-F1 on the fixed sample of documents (fixed hints), and the
+        perplexity and diff ratio of the codes the model would pick at the phase's position."""
+        from sklearn.metrics import f1_score
+
+        if not len(self.sample):
+            return {}
+        model = self.backbone.model
+        model.eval()
+        self.reconstructor.eval()
+        generator = torch.Generator().manual_seed(self.ctx.seed + 7919)
+        predicted, truth, picks = [], [], []
+        try:
+            with torch.inference_mode():
+                for lo in range(0, len(self.sample), self.config.eval_batch_size):
+                    rows = self.sample[lo : lo + self.config.eval_batch_size]
+                    _, logits, targets, pick = self._forward(phase, rows, generator)
+                    predicted.append(logits.argmax(dim=-1).cpu())
+                    truth.append(targets.cpu())
+                    if pick is not None:
+                        picks.append(pick.cpu())
+        finally:
+            model.train()
+            self.reconstructor.train()
+        truth_all, predicted_all = torch.cat(truth).numpy(), torch.cat(predicted).numpy()
+        out = {"macro_f1": float(f1_score(truth_all, predicted_all, average="macro", zero_division=0))
+               if len(truth_all) else 0.0}
+        if picks and phase.kind != "encoder-warmup":  # no t-th codebook during Eq. 13
+            t = phase.position
+            codes = np.concatenate([self.state.codes[self.sample, :t], torch.cat(picks).numpy()[:, None]], axis=1)
+            out.update(_position_usage(codes, self.codebook_size, t))
+        return out
+
+    # ----------------------------------------------------------------- phases
+
+    def _train(self, phase: Phase, index: int) -> dict[str, Any]:
+        backbone, config = self.backbone, self.config
+        rng = np.random.default_rng([self.ctx.seed, index])
+        generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        plan = self._plan(phase, rng)
+        if phase.kind == "reconstructor-warmup":
+            named = [("reconstructor." + n, p) for n, p in self.reconstructor.named_parameters()]
+        else:
+            named = [*backbone.model.named_parameters(),
+                     *(("reconstructor." + n, p) for n, p in self.reconstructor.named_parameters())]
+        optimisation = adamw(named, lr=config.index_lr, total_steps=len(plan), warmup_ratio=0.1,
+                             weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
+                             fresh=lambda n: n.startswith("reconstructor.") or backbone.is_fresh(n),
+                             fresh_lr=config.index_fresh_lr)
+        sums: dict[str, float] = {}
+        every = int(config.diagnostics_every)
+        on_cuda = backbone.on_cuda
+        backbone.model.train()
+        self.reconstructor.train()
+        with torch.random.fork_rng(devices=[torch.device(backbone.device)] if on_cuda else [],
+                                   device_type="cuda" if on_cuda else "cpu"):
+            torch.manual_seed(int(rng.integers(2**31)))  # dropout
+            try:
+                with self.ctx.progress.task(f"lmindexer: {phase.name}", total=len(plan)) as bar:
+                    for step, rows in enumerate(plan, start=1):
+                        losses, *_ = self._forward(phase, rows, generator)
+                        optimisation.step(sum(losses.values()))
+                        for k, v in losses.items():
+                            sums[k] = sums.get(k, 0.0) + float(v.detach())
+                        bar.advance(1)
+                        bar.set_status(" ".join(f"{k[:5]} {float(v.detach()):.3f}" for k, v in losses.items()))
+                        if every > 0 and (step % every == 0 or step == len(plan)):
+                            self.state.curves.append({"phase": phase.name, "step": step,
+                                                      "global_step": self._global_step() + step,
+                                                      **{k: float(v.detach()) for k, v in losses.items()},
+                                                      **self.diagnose(phase)})
+            finally:
+                optimisation.release()
+                backbone.model.eval()
+        return {"steps": len(plan), **{f"mean_{k}": v / max(len(plan), 1) for k, v in sums.items()}}
+
+    def _global_step(self) -> int:
+        return sum(p.get("steps", 0) for p in self.state.phases)
+
+    def _codebook(self, phase: Phase) -> dict[str, Any]:
+        """E^t ← k-means of {h_d^t}: spherical k-means of the centred features, whose centroids
+        `set_code_rows` turns into ID-token rows (cosine argmax = the k-means assignment)."""
+        t = phase.position
+        features, _ = decoder_features(self.backbone, self.doc_tokens, self.state.codes[:, :t],
+                                       batch_size=self.config.eval_batch_size, progress=self.ctx.progress,
+                                       description=f"lmindexer: h^{t + 1} of every document")
+        centred = features - features.mean(dim=0, keepdim=True)
+        unit = torch.nn.functional.normalize(centred, dim=1).numpy()
+        _, assignment = kmeans(unit, self.codebook_size, seed=self.ctx.seed, spherical=True)
+        report = set_code_rows(self.backbone, t, features, assignment, seed=self.ctx.seed, require_signal=False)
+        return {"kmeans_clusters": int(len(np.unique(assignment))), **report}
+
+    def _assign(self, t: int) -> dict[str, Any]:
+        """c^t ← argmax P_s for every document; and how well the model still predicts the
+        earlier positions' fixed codes (Table 2's "perplexity of the previously learned IDs")."""
+        _, picks = decoder_features(self.backbone, self.doc_tokens, self.state.codes[:, :t],
+                                    batch_size=self.config.eval_batch_size, progress=self.ctx.progress,
+                                    description=f"lmindexer: c^{t + 1} of every document")
+        report: dict[str, Any] = {}
+        for j in range(t):
+            _, earlier = decoder_features(self.backbone, self.doc_tokens, self.state.codes[:, :j],
+                                          batch_size=self.config.eval_batch_size)
+            report[f"previous_perplexity@{j + 1}"] = _perplexity(earlier)
+            report[f"previous_agreement@{j + 1}"] = float(np.mean(earlier == self.state.codes[:, j]))
+        self.state.codes = np.concatenate([self.state.codes, picks[:, None]], axis=1)
+        report.update(_position_usage(self.state.codes, self.codebook_size, t))
+        return report
+
+    def run(self) -> State:
+        self._resume()
+        for index, phase in enumerate(self.phases):
+            if index < self.state.done:
+                continue
+            started = time.perf_counter()
+            if phase.kind == "codebook":
+                summary = self._codebook(phase)
+            else:
+                summary = self._train(phase, index)
+                if phase.kind == "train":
+                    summary.update(self._assign(phase.position))
+            summary = {"phase": phase.name, "seconds": time.perf_counter() - started, **summary}
+            self.state.phases.append(summary)
+            self.state.done = index + 1
+            self.ctx.progress.log("lmindexer: " + _describe(summary))
+            self._checkpoint()
+        return self.state
+
+    # ----------------------------------------------------------------- checkpoints
+
+    def _checkpoint(self) -> None:
+        if self.checkpoint_dir is None:
+            return
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint_dir / (CHECKPOINT + ".tmp")
+        torch.save({"done": self.state.done, "codes": self.state.codes, "curves": self.state.curves,
+                    "phases": self.state.phases, "backbone": self.backbone.state_dict(),
+                    "reconstructor": self.reconstructor.state_dict()}, tmp)
+        os.replace(tmp, self.checkpoint_dir / CHECKPOINT)  # atomic: never a half-written state
+
+    def _resume(self) -> None:
+        path = self.checkpoint_dir / CHECKPOINT if self.checkpoint_dir is not None else None
+        if path is None or not path.exists():
+            return
+        saved = torch.load(path, map_location=self.backbone.device, weights_only=False)
+        self.backbone.load_state_dict(saved["backbone"])
+        self.reconstructor.load_state_dict(saved["reconstructor"])
+        self.state = State(codes=np.asarray(saved["codes"], dtype=np.int64), done=int(saved["done"]),
+                           curves=list(saved["curves"]), phases=list(saved["phases"]))
+        self.ctx.progress.log(f"lmindexer: resuming after {self.phases[self.state.done - 1].name} "
+                              f"({self.state.done}/{len(self.phases)} phases done)")
+
+
+def _perplexity(codes: np.ndarray) -> float:
+    _, counts = np.unique(codes, return_counts=True)
+    p = counts / counts.sum()
+    return float(math.exp(-(p * np.log(p)).sum()))
+
+
+def _position_usage(codes: np.ndarray, codebook_size: int, t: int) -> dict[str, float]:
+    """perplexity@t and diff_ratio@t (1-based) of an (N, t+1) code array, by the core's
+    definitions (`indexbench.metrics.id_diagnostics`)."""
+    ids = SemanticIds({str(i): tuple(int(c) for c in row) for i, row in enumerate(codes)},
+                      codebook_sizes=(codebook_size,) * codes.shape[1])
+    stats = id_diagnostics(ids)
+    return {key: stats[f"{key}@{t + 1}"] for key in ("perplexity", "diff_ratio", "utilization")}
+
+
+def _describe(summary: dict[str, Any]) -> str:
+    parts = [f"{summary['phase']} done in {summary['seconds']:.0f} s"]
+    parts += [f"{k}={v:.3f}" for k, v in summary.items() if isinstance(v, float) and k != "seconds"]
+    return ", ".join(parts)
+
+__all__ = ["Phase", "SelfSupervisedTraining", "State", "hint_ratio", "plan_phases"]
