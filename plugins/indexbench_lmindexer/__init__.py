@@ -22,7 +22,7 @@ Where this differs from the paper's T5-base setup, and why:
   (the only pretrained model available offline; T5-base is 10x the compute on a 2-core CPU).
   Any local T5 checkpoint works through ``backbone=/path``.
 * Budget: the paper trains 30 epochs per Amazon dataset at batch 128; the CPU defaults train
-  100 + 2 x (100 + 200) steps of batch 32 (about 1.5 epochs per position on amazon-scientific),
+  100 + 2 x (50 + 150) steps of batch 32 (about 1.5 epochs per position on amazon-scientific),
   so self-supervised learning finishes in well under 30 minutes on 2 cores. Raise the ``*_steps``
   options on a GPU.
 * Codebook initialisation: k-means runs on the centred, normalised h^t and the centroids become
@@ -90,8 +90,8 @@ class LMIndexerConfig(GenerativeOptions):
     index_lr: float = 1e-4
     index_fresh_lr: float = 1e-3
     reconstructor_warmup_steps: int = 100
-    encoder_warmup_steps: int = 100
-    position_steps: int = 200
+    encoder_warmup_steps: int = 50
+    position_steps: int = 150
     hint_ratios: str = "0.5,0.3"
     reconstructor_layers: int = 1
     contrastive: bool = True

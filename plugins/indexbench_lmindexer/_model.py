@@ -100,41 +100,59 @@ class Reconstructor(nn.Module):
     """
 
     def __init__(self, dim: int, id_dim: int, vocab_size: int, *, layers: int = 1, heads: int = 0,
-                 max_length: int = 512, dropout: float = 0.1):
+                 max_length: int = 512, dropout: float = 0.1, predictable=None):
         super().__init__()
         heads = heads or max(1, dim // 64)
         self.positions = nn.Embedding(max_length, dim)
         self.project = nn.Identity() if id_dim == dim else nn.Linear(id_dim, dim)
         self.layers = nn.ModuleList(ReconstructorLayer(dim, heads, dropout) for _ in range(layers))
         self.out_norm = nn.LayerNorm(dim)
-        self.out_bias = nn.Parameter(torch.zeros(vocab_size))
+        # The output vocabulary: every token, or only ``predictable`` (the token ids that occur in
+        # the corpus -- no other can ever be a target, and on amazon-scientific they are a third
+        # of MiniLM's 30,522, so the softmax costs a third).
+        if predictable is None:
+            predictable = torch.arange(vocab_size)
+        predictable = torch.as_tensor(predictable, dtype=torch.long).unique()
+        lookup = torch.full((vocab_size,), -1, dtype=torch.long)
+        lookup[predictable] = torch.arange(len(predictable))
+        self.register_buffer("predictable", predictable, persistent=False)
+        self.register_buffer("lookup", lookup, persistent=False)
+        self.out_bias = nn.Parameter(torch.zeros(len(predictable)))
         nn.init.normal_(self.positions.weight, std=0.02)
 
     def forward(self, id_vectors: torch.Tensor, token_ids: torch.Tensor, attention_mask: torch.Tensor,
                 hints: torch.Tensor, word_embeddings: torch.Tensor):
-        """Logits (M, V) of the M tokens to predict, and those tokens (M,).
+        """Logits (M, V') over the predictable tokens for the M tokens to predict, and each
+        one's index among the predictable tokens (M,) -- its token id when all are predictable.
 
         ``id_vectors`` (B, S, id_dim), S >= 0; ``token_ids``/``attention_mask``/``hints`` (B, L);
         ``word_embeddings`` (V, dim), V the ``vocab_size`` given at construction.
         """
         b, length = token_ids.shape
+        targets = attention_mask.bool() & ~hints
+        counts = targets.sum(dim=1)
+        m = int(counts.max()) if b else 0
+        if m == 0:
+            return word_embeddings.new_zeros((0, len(self.predictable))), token_ids.new_zeros((0,))
+        # Queries never attend to each other, so only the tokens to predict need one: their
+        # positions, row by row in order, padded to the longest row (valid marks the real ones).
+        order = torch.argsort((~targets).to(torch.int8), dim=1, stable=True)[:, :m]
+        valid = torch.arange(m, device=token_ids.device)[None, :] < counts[:, None]
         streams = max(id_vectors.shape[1], 1)
-        pos = self.positions.weight[:length]
-        keys_values = word_embeddings[token_ids] + pos
-        ignore = ~hints
+        keys_values = word_embeddings[token_ids] + self.positions.weight[:length]
+        query_pos = self.positions(order)  # (B, m, dim)
         if id_vectors.shape[1]:
-            queries = self.project(id_vectors.to(pos.dtype))[:, :, None, :] + pos  # (B, S, L, dim)
+            queries = self.project(id_vectors.to(query_pos.dtype))[:, :, None, :] + query_pos[:, None]
         else:
-            queries = pos.expand(b, 1, length, -1)
-        x = queries.reshape(b * streams, length, -1)
+            queries = query_pos[:, None]
+        x = queries.reshape(b * streams, m, -1)
         keys_values = keys_values.repeat_interleave(streams, dim=0)
-        ignore = ignore.repeat_interleave(streams, dim=0)
+        ignore = (~hints).repeat_interleave(streams, dim=0)
         for layer in self.layers:
             x = layer(x, keys_values, ignore)
-        z = x.reshape(b, streams, length, -1).sum(dim=1)
-        targets = attention_mask.bool() & ~hints
-        logits = self.out_norm(z[targets]) @ word_embeddings.T + self.out_bias
-        return logits, token_ids[targets]
+        z = x.reshape(b, streams, m, -1).sum(dim=1)
+        logits = self.out_norm(z[valid]) @ word_embeddings[self.predictable].T + self.out_bias
+        return logits, self.lookup[token_ids.gather(1, order)[valid]]
 
 
 def reconstruction_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

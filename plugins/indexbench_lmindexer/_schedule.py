@@ -107,7 +107,9 @@ class SelfSupervisedTraining:
             torch.manual_seed(ctx.seed)
             self.reconstructor = Reconstructor(
                 word.shape[1], feature_dim, self.base, layers=config.reconstructor_layers,
-                max_length=backbone.text.max_positions).to(backbone.device)
+                max_length=backbone.text.max_positions,
+                predictable=np.unique(np.concatenate([np.asarray(t, dtype=np.int64) for t in doc_tokens])),
+            ).to(backbone.device)
         self.special_ids = torch.tensor(sorted(set(backbone.tokenizer.all_special_ids)), device=backbone.device)
         n = len(self.doc_tokens)
         rng = np.random.default_rng(ctx.seed)
@@ -119,8 +121,11 @@ class SelfSupervisedTraining:
     # ----------------------------------------------------------------- pieces
 
     def _word_embeddings(self):
-        """W of Eq. 5: the encoder's token embeddings, text rows only."""
-        return self.backbone.model.get_encoder().get_input_embeddings().weight[: self.base]
+        """W of Eq. 5: the encoder's token embeddings, text rows only. Read, not trained, by the
+        reconstructor: its gradient would be a dense V x D matrix every step (a tenth of a CPU
+        step's time), and a shallow reconstructor has no business reshaping the pretrained
+        embeddings the encoder reads."""
+        return self.backbone.model.get_encoder().get_input_embeddings().weight[: self.base].detach()
 
     def codebook(self, position: int):
         """E^t: the output head's ID-token rows of ``position``."""
@@ -139,7 +144,7 @@ class SelfSupervisedTraining:
         losses: dict[str, torch.Tensor] = {}
         if phase.kind == "reconstructor-warmup":
             empty = word.new_zeros((len(rows), 0, self.codebook(0).shape[1]))
-            logits, targets = self.reconstructor(empty, ids, mask, hints, word.detach())
+            logits, targets = self.reconstructor(empty, ids, mask, hints, word)
             losses["reconstruction"] = reconstruction_loss(logits, targets)
             return losses, logits, targets, None
         t = phase.position
