@@ -6,21 +6,7 @@
 # Results go to benchmarks/out/DEVICE/ beside semantic_ids.sh's (same store and artifact cache,
 # so cells that script already ran are reused, not retrained). As there, the generative engine
 # is capped at MAX_STEPS=200 optimiser steps per cell on the CPU.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-DATA=${1:-../shared/data}
-DEVICE=${2:-cpu}
-OUT=benchmarks/out/$DEVICE
-mkdir -p "$OUT"
-export INDEXBENCH_RESULTS=$OUT/results.sqlite INDEXBENCH_CACHE=$OUT/cache
-if [ "$DEVICE" = cpu ]; then STEPS=":max_steps=${MAX_STEPS:-200}"; else STEPS=""; fi
-
-timed() {  # timed NAME CMD...: run, record wall seconds in $OUT/NAME.seconds
-    local name=$1; shift
-    local start=$SECONDS
-    "$@"
-    echo $((SECONDS - start)) > "$OUT/$name.seconds"
-}
+source "$(dirname "$0")/common.sh" "$@"
 
 timed lm-grid indexbench run -i "lmindexer$STEPS,hc$STEPS,rqvae$STEPS,random-ids$STEPS,bm25,dual-encoder" \
     -t id-quality,product-search,recommendation -d amazon-scientific --data-dir "$DATA" \

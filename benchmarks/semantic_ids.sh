@@ -6,21 +6,7 @@
 # Every indexer runs at the shared default (T, K) for the corpus. On the 2-core CPU the
 # generative engine is capped at 200 optimiser steps per cell (MAX_STEPS) so the amazon grid
 # fits in about 90 minutes; on a GPU the engine's default (500) applies.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-DATA=${1:-../shared/data}
-DEVICE=${2:-cpu}
-OUT=benchmarks/out/$DEVICE
-mkdir -p "$OUT"
-export INDEXBENCH_RESULTS=$OUT/results.sqlite INDEXBENCH_CACHE=$OUT/cache
-if [ "$DEVICE" = cpu ]; then STEPS=":max_steps=${MAX_STEPS:-200}"; else STEPS=""; fi
-
-timed() {  # timed NAME CMD...: run, record wall seconds in $OUT/NAME.seconds
-    local name=$1; shift
-    local start=$SECONDS
-    "$@"
-    echo $((SECONDS - start)) > "$OUT/$name.seconds"
-}
+source "$(dirname "$0")/common.sh" "$@"
 
 timed ids-amazon indexbench run -i "hc$STEPS,rqvae$STEPS,random-ids$STEPS,bm25,dual-encoder" \
     -t id-quality,product-search,recommendation -d amazon-scientific --data-dir "$DATA" \
