@@ -311,3 +311,22 @@ def test_unseen_documents_get_ids_from_the_trained_indexer():
     codes = indexer.ids_for_texts(texts, RunContext(seed=0))
     assert codes.shape == (2, 2) and codes.min() >= 0 and codes.max() < 64
     assert np.array_equal(codes, indexer.ids_for_texts(texts, RunContext(seed=0)))
+
+
+def test_reconstructor_starts_from_a_bert_encoder_when_shapes_allow():
+    from indexbench_lmindexer._model import Reconstructor, init_from_bert
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    encoder = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                   intermediate_size=64, max_position_embeddings=32), add_pooling_layer=False)
+    recon = Reconstructor(16, 16, 50, heads=2, max_length=32)
+    assert init_from_bert(recon, encoder)
+    q = encoder.encoder.layer[0].attention.self.query.weight
+    assert torch.equal(recon.layers[0].attention.in_proj_weight[:16], q)
+    assert torch.equal(recon.layers[0].feed_forward[2].weight, encoder.encoder.layer[0].output.dense.weight)
+    expected = encoder.embeddings.position_embeddings.weight + encoder.embeddings.token_type_embeddings.weight[0]
+    assert torch.allclose(recon.positions.weight, expected)
+    # other head counts or widths: left random, and said so
+    assert not init_from_bert(Reconstructor(16, 16, 50, heads=4, max_length=32), encoder)
+    assert not init_from_bert(Reconstructor(16, 16, 50, heads=2, max_length=64), encoder)

@@ -22,7 +22,7 @@ Where this differs from the paper's T5-base setup, and why:
   (the only pretrained model available offline; T5-base is 10x the compute on a 2-core CPU).
   Any local T5 checkpoint works through ``backbone=/path``.
 * Budget: the paper trains 30 epochs per Amazon dataset at batch 128; the CPU defaults train
-  100 + 2 x (50 + 150) steps of batch 32 (about 1.5 epochs per position on amazon-scientific),
+  300 reconstructor-only steps (cheap) + 2 x (50 + 150) steps of batch 32 (about 1.5 epochs per position on amazon-scientific),
   so self-supervised learning finishes in well under 30 minutes on 2 cores. Raise the ``*_steps``
   options on a GPU.
 * Codebook initialisation: k-means runs on the centred, normalised h^t and the centroids become
@@ -74,6 +74,9 @@ class LMIndexerConfig(GenerativeOptions):
       ``position_steps`` (Eq. 11, per position).
     * ``hint_ratios`` -- fraction of tokens shown to the reconstructor per position,
       comma-separated (paper: 0.5,0.3); later positions reuse the last value.
+    * ``reconstructor_init`` -- ``encoder``: the reconstructor starts from the backbone encoder's
+      position embeddings and first layer(s) when it is BERT-like (`_model.init_from_bert`);
+      ``random``: from scratch, as in the paper.
     * ``contrastive_temperature`` -- Eq. 9 scores: cosine / temperature, or 0 for raw dot products.
     * ``diagnostics_every`` (steps) and ``diagnostics_documents`` -- the sample the training
       curves (reconstruction macro-F1, perplexity, diff ratio) are measured on.
@@ -89,11 +92,12 @@ class LMIndexerConfig(GenerativeOptions):
     index_batch_size: int = 32
     index_lr: float = 1e-4
     index_fresh_lr: float = 1e-3
-    reconstructor_warmup_steps: int = 100
+    reconstructor_warmup_steps: int = 300
     encoder_warmup_steps: int = 50
     position_steps: int = 150
     hint_ratios: str = "0.5,0.3"
     reconstructor_layers: int = 1
+    reconstructor_init: str = "encoder"
     contrastive: bool = True
     contrastive_temperature: float = 0.1
     commitment: bool = True
@@ -114,6 +118,9 @@ class LMIndexerConfig(GenerativeOptions):
 
     def validate(self) -> None:
         self.parsed_hint_ratios()
+        if self.reconstructor_init not in ("encoder", "random"):
+            raise ConfigError(f"lmindexer option 'reconstructor_init' must be encoder or random, "
+                              f"got {self.reconstructor_init!r}")
         if self.reconstructor_layers < 1:
             raise ConfigError(f"lmindexer option 'reconstructor_layers' must be >= 1, got {self.reconstructor_layers}")
         if self.position_steps < 1:

@@ -42,6 +42,7 @@ from indexbench.optim import adamw
 from ._model import (
     Reconstructor,
     commitment_loss,
+    init_from_bert,
     prefix_contrastive_loss,
     reconstruction_loss,
     sample_hints,
@@ -103,13 +104,18 @@ class SelfSupervisedTraining:
         self.base = backbone.vocabulary.base
         word = self._word_embeddings()
         feature_dim = backbone.output_head().weight.shape[1]
+        encoder = backbone.model.get_encoder()
+        from_encoder = config.reconstructor_init == "encoder"
+        heads = getattr(encoder.config, "num_attention_heads", 0) if from_encoder else 0
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(ctx.seed)
             self.reconstructor = Reconstructor(
-                word.shape[1], feature_dim, self.base, layers=config.reconstructor_layers,
-                max_length=backbone.text.max_positions,
+                word.shape[1], feature_dim, self.base, layers=config.reconstructor_layers, heads=heads,
+                max_length=min(backbone.text.max_positions, 512),
                 predictable=np.unique(np.concatenate([np.asarray(t, dtype=np.int64) for t in doc_tokens])),
-            ).to(backbone.device)
+            )
+        self.reconstructor_from_encoder = from_encoder and init_from_bert(self.reconstructor, encoder)
+        self.reconstructor.to(backbone.device)
         self.special_ids = torch.tensor(sorted(set(backbone.tokenizer.all_special_ids)), device=backbone.device)
         n = len(self.doc_tokens)
         rng = np.random.default_rng(ctx.seed)
