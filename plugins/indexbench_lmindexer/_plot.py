@@ -22,12 +22,13 @@ def plot_curves(curves: list[dict[str, Any]], path: Path, title: str = "lmindexe
 
     fig, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 3.6))
     phases = list(dict.fromkeys(c["phase"] for c in curves))
+    colours = {phase: f"C{i % 10}" for i, phase in enumerate(phases)}  # one colour a phase, every panel
     for ax, (metric, label) in zip(axes, PANELS):
         for phase in phases:
             points = [(c["global_step"], c[metric]) for c in curves if c["phase"] == phase and metric in c]
             if points:
                 xs, ys = zip(*points)
-                ax.plot(xs, ys, marker=".", label=phase)
+                ax.plot(xs, ys, marker=".", color=colours[phase], label=phase)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
