@@ -169,12 +169,21 @@ def test_phases_follow_algorithm_1_and_the_ablation_switches():
     from indexbench_lmindexer._schedule import plan_phases
 
     def names(**o):
-        return [p.name for p in plan_phases(make(**o).config, 2)]
+        return [p.name for p in plan_phases(make(**o).config, 2, 30)]
 
     assert names() == ["reconstructor-warmup", "encoder-warmup@1", "codebook@1", "train@1",
                        "encoder-warmup@2", "codebook@2", "train@2"]
     assert names(reconstructor_warmup=False)[0] == "encoder-warmup@1"
     assert names(encoder_warmup=False) == ["reconstructor-warmup", "train@1", "train@2"]
+
+
+def test_auto_steps_scale_with_the_corpus_up_to_the_cpu_caps():
+    from indexbench_lmindexer._schedule import plan_phases
+
+    auto = make(reconstructor_warmup_steps=0, encoder_warmup_steps=0, position_steps=0, index_batch_size=32)
+    assert [p.steps for p in plan_phases(auto.config, 2, 300)] == [19, 4, 0, 11, 4, 0, 11]
+    assert [p.steps for p in plan_phases(auto.config, 2, 4344)] == [272, 46, 0, 150, 46, 0, 150]
+    assert [p.steps for p in plan_phases(auto.config, 1, 100_000)] == [300, 50, 0, 150]
 
 
 def test_bad_options_are_config_errors():
@@ -184,6 +193,10 @@ def test_bad_options_are_config_errors():
         make(hint_ratios="0.5,1.5")
     with pytest.raises(ConfigError, match="reconstructor_layers"):
         make(reconstructor_layers=0)
+    with pytest.raises(ConfigError, match="position_steps"):
+        make(position_steps=-1)
+    with pytest.raises(ConfigError, match="reconstructor_init"):
+        make(reconstructor_init="pretrained")
 
 
 def test_schedule_runs_end_to_end_on_the_tiny_backbone_and_is_deterministic():

@@ -21,10 +21,10 @@ Where this differs from the paper's T5-base setup, and why:
 * Backbone: all-MiniLM-L6-v2 as encoder plus a 2-layer decoder warm-started from its first layers
   (the only pretrained model available offline; T5-base is 10x the compute on a 2-core CPU).
   Any local T5 checkpoint works through ``backbone=/path``.
-* Budget: the paper trains 30 epochs per Amazon dataset at batch 128; the CPU defaults train
-  300 reconstructor-only steps (cheap) + 2 x (50 + 150) steps of batch 32 (about 1.5 epochs per position on amazon-scientific),
-  so self-supervised learning finishes in well under 30 minutes on 2 cores. Raise the ``*_steps``
-  options on a GPU.
+* Budget: the paper trains 30 epochs per Amazon dataset at batch 128; the CPU defaults
+  (`_schedule.AUTO_STEPS`) train about 1.5 epochs per position at batch 32 -- on amazon-scientific
+  272 reconstructor-only steps (cheap) + 2 x (46 + 150), about 25 minutes on 2 cores. Raise the
+  ``*_steps`` options on a GPU.
 * Codebook initialisation: k-means runs on the centred, normalised h^t and the centroids become
   rows of one norm fitted on held-out documents (`set_code_rows`): the raw features' dot products
   are in the hundreds, which saturates the softmax of Eq. 6 so no gradient would pass the
@@ -71,7 +71,8 @@ class LMIndexerConfig(GenerativeOptions):
     * ``index_batch_size``; ``index_lr`` (pretrained weights) and ``index_fresh_lr`` (the
       reconstructor, codebooks and other untrained weights).
     * ``reconstructor_warmup_steps`` (Eq. 12), ``encoder_warmup_steps`` (Eq. 13, per position),
-      ``position_steps`` (Eq. 11, per position).
+      ``position_steps`` (Eq. 11, per position); 0 = auto: 2, 1/3 and 1.1 epochs of the corpus,
+      capped at 300, 50 and 150 steps (`_schedule.AUTO_STEPS`).
     * ``hint_ratios`` -- fraction of tokens shown to the reconstructor per position,
       comma-separated (paper: 0.5,0.3); later positions reuse the last value.
     * ``reconstructor_init`` -- ``encoder``: the reconstructor starts from the backbone encoder's
@@ -92,9 +93,9 @@ class LMIndexerConfig(GenerativeOptions):
     index_batch_size: int = 32
     index_lr: float = 1e-4
     index_fresh_lr: float = 1e-3
-    reconstructor_warmup_steps: int = 300
-    encoder_warmup_steps: int = 50
-    position_steps: int = 150
+    reconstructor_warmup_steps: int = 0
+    encoder_warmup_steps: int = 0
+    position_steps: int = 0
     hint_ratios: str = "0.5,0.3"
     reconstructor_layers: int = 1
     reconstructor_init: str = "encoder"
@@ -123,8 +124,9 @@ class LMIndexerConfig(GenerativeOptions):
                               f"got {self.reconstructor_init!r}")
         if self.reconstructor_layers < 1:
             raise ConfigError(f"lmindexer option 'reconstructor_layers' must be >= 1, got {self.reconstructor_layers}")
-        if self.position_steps < 1:
-            raise ConfigError(f"lmindexer option 'position_steps' must be >= 1, got {self.position_steps}")
+        for option in ("reconstructor_warmup_steps", "encoder_warmup_steps", "position_steps"):
+            if getattr(self, option) < 0:
+                raise ConfigError(f"lmindexer option {option!r} must be >= 0 (0 = auto), got {getattr(self, option)}")
         if self.index_batch_size < 2:
             raise ConfigError(f"lmindexer option 'index_batch_size' must be >= 2, got {self.index_batch_size}")
 

@@ -60,17 +60,37 @@ class Phase:
     steps: int = 0
 
 
-def plan_phases(config: Any, levels: int) -> list[Phase]:
+AUTO_STEPS = {  # option: (epochs, cap) -- what 0 ("auto") means for a corpus of N documents
+    "reconstructor_warmup_steps": (2.0, 300),
+    "encoder_warmup_steps": (1 / 3, 50),
+    "position_steps": (1.1, 150),
+}
+"""The CPU budget: amazon-scientific (4,344 items, batch 32) gets 272 + 2 x (46 + 150) steps, about
+25 minutes on 2 cores; the built-in sample (300 items) 19 + 2 x (4 + 11), so a first run takes a
+few minutes. Raise them (or set the options) on a GPU."""
+
+
+def phase_steps(config: Any, option: str, n_docs: int) -> int:
+    """Steps of a phase: the option's value, or for 0 its epochs over the corpus up to its cap."""
+    value = int(getattr(config, option))
+    if value > 0:
+        return value
+    epochs, cap = AUTO_STEPS[option]
+    return max(1, min(cap, math.ceil(epochs * n_docs / int(config.index_batch_size))))
+
+
+def plan_phases(config: Any, levels: int, n_docs: int) -> list[Phase]:
     """The phases Algorithm 1 runs for ``levels`` semantic positions under ``config``'s switches."""
     phases = []
-    if config.reconstructor_warmup and config.reconstructor_warmup_steps > 0:
-        phases.append(Phase("reconstructor-warmup", "reconstructor-warmup", -1, config.reconstructor_warmup_steps))
+    if config.reconstructor_warmup:
+        phases.append(Phase("reconstructor-warmup", "reconstructor-warmup", -1,
+                            phase_steps(config, "reconstructor_warmup_steps", n_docs)))
     for t in range(levels):
         if config.encoder_warmup:
-            if config.encoder_warmup_steps > 0:
-                phases.append(Phase(f"encoder-warmup@{t + 1}", "encoder-warmup", t, config.encoder_warmup_steps))
+            phases.append(Phase(f"encoder-warmup@{t + 1}", "encoder-warmup", t,
+                                phase_steps(config, "encoder_warmup_steps", n_docs)))
             phases.append(Phase(f"codebook@{t + 1}", "codebook", t))
-        phases.append(Phase(f"train@{t + 1}", "train", t, config.position_steps))
+        phases.append(Phase(f"train@{t + 1}", "train", t, phase_steps(config, "position_steps", n_docs)))
     return phases
 
 
@@ -121,7 +141,7 @@ class SelfSupervisedTraining:
         rng = np.random.default_rng(ctx.seed)
         take = min(n, max(int(config.diagnostics_documents), 0))
         self.sample = np.sort(rng.choice(n, take, replace=False)) if take else np.arange(0)
-        self.phases = plan_phases(config, levels)
+        self.phases = plan_phases(config, levels, n)
         self.state = State(codes=np.zeros((n, 0), dtype=np.int64))
 
     # ----------------------------------------------------------------- pieces
@@ -370,4 +390,4 @@ def _describe(summary: dict[str, Any]) -> str:
     parts += [f"{k}={v:.3f}" for k, v in summary.items() if isinstance(v, float) and k != "seconds"]
     return ", ".join(parts)
 
-__all__ = ["Phase", "SelfSupervisedTraining", "State", "hint_ratio", "plan_phases"]
+__all__ = ["AUTO_STEPS", "Phase", "SelfSupervisedTraining", "State", "hint_ratio", "phase_steps", "plan_phases"]
