@@ -136,8 +136,8 @@ class GenerativeRetrieval:
     def _init_from_documents(self, backbone, problem: RetrievalProblem, codes, ctx: RunContext) -> dict:
         from .id_init import init_first_position
 
-        return init_first_position(backbone, self._document_tokens(backbone, problem), codes[:, 0], batch_size=self.options.eval_batch_size,
-                                   seed=ctx.seed, progress=ctx.progress)
+        return init_first_position(backbone, self._document_tokens(backbone, problem), codes[:, 0],
+                                   batch_size=self.options.eval_batch_size, seed=ctx.seed, progress=ctx.progress)
 
     def _document_tokens(self, backbone, problem: RetrievalProblem) -> list[list[int]]:
         """The corpus's texts tokenised once (indexing pairs and the ID warm start both read them)."""

@@ -320,7 +320,9 @@ class SelfSupervisedTraining:
         for j in range(t):
             _, earlier = decoder_features(self.backbone, self.doc_tokens, self.state.codes[:, :j],
                                           batch_size=self.config.eval_batch_size)
-            report[f"previous_perplexity@{j + 1}"] = _perplexity(earlier)
+            usage = _position_usage(np.concatenate([self.state.codes[:, :j], earlier[:, None]], axis=1),
+                                    self.codebook_size, j)
+            report[f"previous_perplexity@{j + 1}"] = usage["perplexity"]
             report[f"previous_agreement@{j + 1}"] = float(np.mean(earlier == self.state.codes[:, j]))
         self.state.codes = np.concatenate([self.state.codes, picks[:, None]], axis=1)
         report.update(_position_usage(self.state.codes, self.codebook_size, t))
@@ -368,12 +370,6 @@ class SelfSupervisedTraining:
                            curves=list(saved["curves"]), phases=list(saved["phases"]))
         self.ctx.progress.log(f"lmindexer: resuming after {self.phases[self.state.done - 1].name} "
                               f"({self.state.done}/{len(self.phases)} phases done)")
-
-
-def _perplexity(codes: np.ndarray) -> float:
-    _, counts = np.unique(codes, return_counts=True)
-    p = counts / counts.sum()
-    return float(math.exp(-(p * np.log(p)).sum()))
 
 
 def _position_usage(codes: np.ndarray, codebook_size: int, t: int) -> dict[str, float]:
