@@ -66,3 +66,29 @@ def test_features_that_say_nothing_leave_the_rows_alone():
     report = init_first_position(backbone, tokens, codes)
     assert not report["applied"]
     assert torch.equal(backbone.id_embeddings(0), before)
+
+
+def test_centred_rows_reproduce_a_clustering_of_centred_features(minilm):
+    """Features with a large common component: uncentred dot products send most documents to the
+    code whose row points along it; with ``centre`` the head's bias removes it and every document
+    scores highest on its own cluster (LMIndexer's k-means codebook start)."""
+    from indexbench.generative.id_init import set_code_rows
+
+    generator = torch.Generator().manual_seed(0)
+    k, per, dim = 5, 40, minilm.output_head().weight.shape[1]
+    common = torch.nn.functional.normalize(torch.randn(dim, generator=generator), dim=0) * 50
+    centres = torch.nn.functional.normalize(torch.randn(k, dim, generator=generator), dim=1)
+    codes = torch.arange(k).repeat_interleave(per)
+    features = common + centres[codes] + 0.05 * torch.randn(k * per, dim, generator=generator)
+
+    def accuracy(centre: bool) -> float:
+        report = set_code_rows(minilm, 0, features, codes, centre=centre)
+        head, rows = minilm.output_head(), minilm.vocabulary.rows(0)
+        with torch.no_grad():
+            logits = features @ head.weight[rows].T + head.bias[rows]
+        assert report["centred"] is centre and report["accuracy"] == pytest.approx(
+            float((logits.argmax(1) == codes).float().mean()), abs=1e-6)
+        return report["accuracy"]
+
+    assert accuracy(centre=False) < 0.6
+    assert accuracy(centre=True) == 1.0

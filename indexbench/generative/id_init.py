@@ -97,7 +97,7 @@ def decoder_features(backbone: Seq2SeqBackbone, doc_tokens: Sequence[list[int]],
 
 
 def set_code_rows(backbone: Seq2SeqBackbone, position: int, features, codes, *, seed: int = 0,
-                  require_signal: bool = True) -> dict[str, Any]:
+                  require_signal: bool = True, centre: bool = False) -> dict[str, Any]:
     """Set position ``position``'s ID-token rows to the codes' mean ``features`` (head features).
 
     ``features`` is an (N, D) float tensor of what the output head reads at that position,
@@ -105,6 +105,12 @@ def set_code_rows(backbone: Seq2SeqBackbone, position: int, features, codes, *, 
     feature times one norm, chosen from `SCALES` by two-fold held-out cross-entropy; its biases
     are zeroed. With ``require_signal`` nothing is set when the held-out cross-entropy is not
     below chance (features that say nothing about the codes). Returns what was done.
+
+    With ``centre`` and a head that has a bias (BERT's), the codes score the *centred* features
+    instead: bias_j = -mean(features) · row_j, so the logits are (h - mean) · row_j. Codes from a
+    clustering of centred features (LMIndexer's k-means) are then reproduced far better: the
+    uncentred dot product adds mean · row_j to code j, a per-code offset that moves documents to
+    the codes pointing along the common direction. Without a bias the rows score raw features.
     """
     import numpy as np
     import torch
@@ -113,6 +119,10 @@ def set_code_rows(backbone: Seq2SeqBackbone, position: int, features, codes, *, 
     k = backbone.vocabulary.codebook_sizes[position]
     feats = features.float().cpu()
     codes = torch.as_tensor(np.asarray(codes), dtype=torch.long).cpu()
+    head = backbone.output_head()
+    centre = centre and getattr(head, "bias", None) is not None
+    mean = feats.mean(dim=0) if centre else torch.zeros(feats.shape[1])
+    feats = feats - mean
 
     # The row norm decides how confident the start is. It is chosen by two-fold cross-validation
     # -- means from one half of the documents, cross-entropy on the other -- so features that
@@ -132,7 +142,7 @@ def set_code_rows(backbone: Seq2SeqBackbone, position: int, features, codes, *, 
     best = int(np.argmin(held_out))
     unit, present = _unit_means(feats, codes, k)
     chance = math.log(max(int(present.sum()), 1))
-    report = {"codes": int(present.sum()), "row_norm": SCALES[best],
+    report = {"codes": int(present.sum()), "row_norm": SCALES[best], "centred": centre,
               "held_out_cross_entropy": held_out[best], "chance_cross_entropy": chance}
     if require_signal and not held_out[best] < chance - 0.05:
         # The documents' features do not predict their codes: a warm start would only add noise.
@@ -142,12 +152,11 @@ def set_code_rows(backbone: Seq2SeqBackbone, position: int, features, codes, *, 
     accuracy = float(((feats @ unit.T).argmax(dim=1) == target).float().mean())
 
     with torch.no_grad():
-        head = backbone.output_head()
         rows = backbone.vocabulary.rows(position)  # a slice of the token-embedding rows
         chosen = torch.arange(rows.start, rows.stop, device=head.weight.device)[present.to(head.weight.device)]
         head.weight[chosen] = (unit * scale).to(head.weight.dtype).to(head.weight.device)
         if getattr(head, "bias", None) is not None:
-            head.bias[chosen] = 0.0
+            head.bias[chosen] = (-(mean @ unit.T) * scale).to(head.bias.dtype).to(head.bias.device)
         final_bias = getattr(backbone.model, "final_logits_bias", None)  # BART
         if final_bias is not None:
             final_bias[0, chosen] = 0.0

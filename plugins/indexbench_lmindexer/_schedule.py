@@ -299,7 +299,8 @@ class SelfSupervisedTraining:
 
     def _codebook(self, phase: Phase) -> dict[str, Any]:
         """E^t ← k-means of {h_d^t}: spherical k-means of the centred features, whose centroids
-        `set_code_rows` turns into ID-token rows (cosine argmax = the k-means assignment)."""
+        `set_code_rows` turns into ID-token rows that score the centred features (through the
+        head's bias), so the model's argmax reproduces the k-means assignment."""
         t = phase.position
         features, _ = decoder_features(self.backbone, self.doc_tokens, self.state.codes[:, :t],
                                        batch_size=self.config.eval_batch_size, progress=self.ctx.progress,
@@ -307,7 +308,8 @@ class SelfSupervisedTraining:
         centred = features - features.mean(dim=0, keepdim=True)
         unit = torch.nn.functional.normalize(centred, dim=1).numpy()
         _, assignment = kmeans(unit, self.codebook_size, seed=self.ctx.seed, spherical=True)
-        report = set_code_rows(self.backbone, t, features, assignment, seed=self.ctx.seed, require_signal=False)
+        report = set_code_rows(self.backbone, t, features, assignment, seed=self.ctx.seed, require_signal=False,
+                               centre=True)
         return {"kmeans_clusters": int(len(np.unique(assignment))), **report}
 
     def _assign(self, t: int) -> dict[str, Any]:
