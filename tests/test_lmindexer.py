@@ -13,6 +13,7 @@ import torch
 from indexbench.cache import ArtifactCache
 from indexbench.data import Corpus, Document
 from indexbench.errors import ConfigError
+from indexbench.generative.decoding import decoder_inputs
 from indexbench.protocols import QuerySet, RetrievalProblem, RunContext
 from indexbench.registry import get_registry
 
@@ -162,6 +163,31 @@ def test_reconstruction_gradients_reach_the_encoder_through_the_straight_through
     assert _encoder_grad_after_reconstruction(training) == 0
 
 
+def test_code_anchor_is_the_weighted_cross_entropy_to_the_k_means_codes():
+    from indexbench_lmindexer._schedule import Phase
+
+    training = _training({"contrastive": False, "commitment": False, "code_anchor": 0.5})
+    training.state.codes = np.zeros((len(training.doc_tokens), 0), dtype=np.int64)
+    training.state.anchor = np.arange(len(training.doc_tokens)) % 7
+    rows = np.arange(8)
+    training.backbone.model.eval()  # no dropout: the two forward passes below agree
+    training.reconstructor.eval()
+    losses, *_ = training._forward(Phase("train@1", "train", 0, 1), rows, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ids, mask, _ = training._collate(rows)
+        bb = training.backbone
+        hidden, _ = bb.decode(decoder_inputs(bb, torch.zeros((8, 1), dtype=torch.long)), bb.encode(ids, mask), mask)
+        expected = 0.5 * torch.nn.functional.cross_entropy(bb.position_logits(hidden[:, 0], 0),
+                                                           torch.as_tensor(training.state.anchor[rows]))
+    assert float(losses["anchor"]) == pytest.approx(float(expected), rel=1e-5)
+    # Off by default (the paper has no such term), and never outside train@t.
+    plain = _training({"contrastive": False, "commitment": False})
+    plain.state.anchor = training.state.anchor
+    assert "anchor" not in plain._forward(Phase("train@1", "train", 0, 1), rows, torch.Generator())[0]
+    assert "anchor" not in training._forward(Phase("encoder-warmup@1", "encoder-warmup", 0, 1), rows,
+                                             torch.Generator())[0]
+
+
 # --------------------------------------------------------------------------- schedule
 
 
@@ -197,6 +223,8 @@ def test_bad_options_are_config_errors():
         make(position_steps=-1)
     with pytest.raises(ConfigError, match="reconstructor_init"):
         make(reconstructor_init="pretrained")
+    with pytest.raises(ConfigError, match="code_anchor"):
+        make(code_anchor=-1)
 
 
 def test_schedule_runs_end_to_end_on_the_tiny_backbone_and_is_deterministic():

@@ -81,6 +81,9 @@ class LMIndexerConfig(GenerativeOptions):
       amazon-scientific the IDs then collapsed during train@1 (perplexity 50 of 256 against 176),
       so it is not the default; see benchmarks/README.md.
     * ``contrastive_temperature`` -- Eq. 9 scores: cosine / temperature, or 0 for raw dot products.
+    * ``code_anchor`` -- weight of a cross-entropy that keeps position t's codes on the k-means
+      codes its codebook started from during train@t (0 = off, as in the paper): against the
+      codes collapsing onto a few shared ones while the reconstructor is still weak.
     * ``diagnostics_every`` (steps) and ``diagnostics_documents`` -- the sample the training
       curves (reconstruction macro-F1, perplexity, diff ratio) are measured on.
 
@@ -104,6 +107,7 @@ class LMIndexerConfig(GenerativeOptions):
     contrastive: bool = True
     contrastive_temperature: float = 0.1
     commitment: bool = True
+    code_anchor: float = 0.0
     reconstructor_warmup: bool = True
     encoder_warmup: bool = True
     diagnostics_every: int = 50
@@ -129,6 +133,8 @@ class LMIndexerConfig(GenerativeOptions):
         for option in ("reconstructor_warmup_steps", "encoder_warmup_steps", "position_steps"):
             if getattr(self, option) < 0:
                 raise ConfigError(f"lmindexer option {option!r} must be >= 0 (0 = auto), got {getattr(self, option)}")
+        if self.code_anchor < 0:
+            raise ConfigError(f"lmindexer option 'code_anchor' must be >= 0, got {self.code_anchor}")
         if self.index_batch_size < 2:
             raise ConfigError(f"lmindexer option 'index_batch_size' must be >= 2, got {self.index_batch_size}")
 

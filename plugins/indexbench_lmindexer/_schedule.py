@@ -104,6 +104,7 @@ def hint_ratio(config: Any, position: int) -> float:
 @dataclass
 class State:
     codes: np.ndarray  # (N, t): the codes fixed so far
+    anchor: np.ndarray | None = None  # (N,): the k-means codes of the position being learned
     done: int = 0  # phases completed
     curves: list[dict[str, float]] = field(default_factory=list)  # diagnostics through training
     phases: list[dict[str, Any]] = field(default_factory=list)  # one summary per phase done
@@ -191,6 +192,9 @@ class SelfSupervisedTraining:
         losses["reconstruction"] = reconstruction_loss(logits, targets)
         if self.config.contrastive:
             losses["contrastive"] = prefix_contrastive_loss(h, prefix, self.config.contrastive_temperature)
+        if phase.kind == "train" and self.config.code_anchor > 0 and self.state.anchor is not None:
+            target = torch.as_tensor(self.state.anchor[rows], device=backbone.device)
+            losses["anchor"] = self.config.code_anchor * torch.nn.functional.cross_entropy(logits_t, target)
         if self.config.commitment and t > 0:
             losses["commitment"] = commitment_loss(
                 [backbone.position_logits(hidden[:, j], j) for j in range(t)], prefix)
@@ -308,6 +312,7 @@ class SelfSupervisedTraining:
         centred = features - features.mean(dim=0, keepdim=True)
         unit = torch.nn.functional.normalize(centred, dim=1).numpy()
         _, assignment = kmeans(unit, self.codebook_size, seed=self.ctx.seed, spherical=True)
+        self.state.anchor = np.asarray(assignment, dtype=np.int64)
         report = set_code_rows(self.backbone, t, features, assignment, seed=self.ctx.seed, require_signal=False,
                                centre=True)
         return {"kmeans_clusters": int(len(np.unique(assignment))), **report}
@@ -327,6 +332,7 @@ class SelfSupervisedTraining:
             report[f"previous_perplexity@{j + 1}"] = usage["perplexity"]
             report[f"previous_agreement@{j + 1}"] = float(np.mean(earlier == self.state.codes[:, j]))
         self.state.codes = np.concatenate([self.state.codes, picks[:, None]], axis=1)
+        self.state.anchor = None
         report.update(_position_usage(self.state.codes, self.codebook_size, t))
         return report
 
@@ -356,7 +362,8 @@ class SelfSupervisedTraining:
             return
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.checkpoint_dir / (CHECKPOINT + ".tmp")
-        torch.save({"done": self.state.done, "codes": self.state.codes, "curves": self.state.curves,
+        torch.save({"done": self.state.done, "codes": self.state.codes, "anchor": self.state.anchor,
+                    "curves": self.state.curves,
                     "phases": self.state.phases, "backbone": self.backbone.state_dict(),
                     "reconstructor": self.reconstructor.state_dict()}, tmp)
         os.replace(tmp, self.checkpoint_dir / CHECKPOINT)  # atomic: never a half-written state
@@ -369,6 +376,7 @@ class SelfSupervisedTraining:
         self.backbone.load_state_dict(saved["backbone"])
         self.reconstructor.load_state_dict(saved["reconstructor"])
         self.state = State(codes=np.asarray(saved["codes"], dtype=np.int64), done=int(saved["done"]),
+                           anchor=saved.get("anchor"),
                            curves=list(saved["curves"]), phases=list(saved["phases"]))
         self.ctx.progress.log(f"lmindexer: resuming after {self.phases[self.state.done - 1].name} "
                               f"({self.state.done}/{len(self.phases)} phases done)")
