@@ -207,9 +207,11 @@ def test_auto_steps_scale_with_the_corpus_up_to_the_cpu_caps():
     from indexbench_lmindexer._schedule import plan_phases
 
     auto = make(reconstructor_warmup_steps=0, encoder_warmup_steps=0, position_steps=0, index_batch_size=32)
-    assert [p.steps for p in plan_phases(auto.config, 2, 300)] == [19, 4, 0, 11, 4, 0, 11]
-    assert [p.steps for p in plan_phases(auto.config, 2, 4344)] == [272, 46, 0, 150, 46, 0, 150]
-    assert [p.steps for p in plan_phases(auto.config, 1, 100_000)] == [300, 50, 0, 150]
+    assert [p.steps for p in plan_phases(auto.config, 2, 300)] == [19, 0, 11, 0, 11]
+    assert [p.steps for p in plan_phases(auto.config, 2, 4344)] == [272, 0, 150, 0, 150]
+    assert [p.steps for p in plan_phases(auto.config, 1, 100_000)] == [300, 0, 150]
+    # No encoder warm-up by default, but the k-means codebook initialisation still runs.
+    assert [p.name for p in plan_phases(auto.config, 1, 300)] == ["reconstructor-warmup", "codebook@1", "train@1"]
 
 
 def test_bad_options_are_config_errors():
