@@ -180,8 +180,8 @@ def test_code_anchor_is_the_weighted_cross_entropy_to_the_k_means_codes():
         expected = 0.5 * torch.nn.functional.cross_entropy(bb.position_logits(hidden[:, 0], 0),
                                                            torch.as_tensor(training.state.anchor[rows]))
     assert float(losses["anchor"]) == pytest.approx(float(expected), rel=1e-5)
-    # Off by default (the paper has no such term), and never outside train@t.
-    plain = _training({"contrastive": False, "commitment": False})
+    # Off at 0 (the paper's objective), and never outside train@t.
+    plain = _training({"contrastive": False, "commitment": False, "code_anchor": 0})
     plain.state.anchor = training.state.anchor
     assert "anchor" not in plain._forward(Phase("train@1", "train", 0, 1), rows, torch.Generator())[0]
     assert "anchor" not in training._forward(Phase("encoder-warmup@1", "encoder-warmup", 0, 1), rows,
