@@ -7,12 +7,15 @@ Phases, for T-1 semantic positions (the last position de-duplicates and is not l
 2. For each position t:
 
    * ``encoder-warmup@t`` (Eq. 13): the indexer and reconstructor train with the continuous
-     h_d^t in place of the t-th code -- against posterior collapse;
+     h_d^t in place of the t-th code -- against posterior collapse (only with
+     ``encoder_warmup_steps`` > 0: not by default, see `AUTO_STEPS`);
    * ``codebook@t``: E^t is initialised by k-means of {h_d^t} over the corpus (`set_code_rows`
-     turns the centroids into ID-token rows of a fitted norm);
+     turns the centroids into ID-token rows of a fitted norm); from t = 2 on, of h_d^t centred
+     within each prefix group;
    * ``train@t`` (Eq. 11): reconstruction through the straight-through look-up, plus contrastive
-     (Eq. 9) and commitment (Eq. 10) losses; then every document's c^t = argmax P_s, fixed from
-     here on (progressive training).
+     (Eq. 9) and commitment (Eq. 10) losses, and (``code_anchor``, not in the paper) a pull
+     toward the k-means codes; then every document's c^t = argmax P_s, fixed from here on
+     (progressive training).
 
 After each phase the whole state (weights, codes so far, history) is written to a checkpoint, so
 an interrupted run resumes at the next phase; every phase seeds its own random streams from the
