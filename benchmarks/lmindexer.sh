@@ -14,7 +14,7 @@ timed lm-grid indexbench run -i "lmindexer$STEPS,hc$STEPS,rqvae$STEPS,random-ids
 # The ablations change one thing each against a baseline at the same budget: the paper's switches
 # (Table 2 commitment, Fig. 4 warm-ups and contrastive, Table 5 depth), then the paper's encoder
 # warm-up and objective (no code anchor), which the defaults depart from. On the CPU the budget is
-# cut to ABLATION_STEPS (about 7 minutes a run instead of 15), so all nine fit in about an hour; on
+# cut to ABLATION_STEPS (about 11 minutes a run instead of 22; all nine take about 1.7 hours); on
 # a GPU they run at the defaults.
 if [ "$DEVICE" = cpu ]; then
     BUDGET=${ABLATION_STEPS:-:reconstructor_warmup_steps=100:position_steps=60}
