@@ -59,7 +59,9 @@ from indexbench.generative.options import GenerativeOptions
 from indexbench.registry import IndexerEntry
 from indexbench.semantic_ids import id_options, ids_from_codes, resolve_id_shape
 
-__version__ = "0.1.0"
+# Part of the artifact key: bump it whenever a change alters the IDs or weights that training
+# produces, so that cached results of the old algorithm are never reused for the new one.
+__version__ = "0.2.0"
 
 NAMESPACE = "lmindexer"
 
