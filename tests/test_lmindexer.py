@@ -373,3 +373,36 @@ def test_reconstructor_starts_from_a_bert_encoder_when_shapes_allow():
     # other head counts or widths: left random, and said so
     assert not init_from_bert(Reconstructor(16, 16, 50, heads=4, max_length=32), encoder)
     assert not init_from_bert(Reconstructor(16, 16, 50, heads=2, max_length=64), encoder)
+
+
+def test_the_bf16_path_learns_ids_and_fine_tunes_under_autocast(tmp_path, monkeypatch):
+    """On CUDA every forward pass runs under bf16 autocast. No GPU is needed to check the dtype
+    handling of that path (bf16 logits into the straight-through look-up, the k-means features,
+    the diagnostics' numpy conversions, the engine's training and beam search): CPU autocast
+    to bf16 produces the same mixed dtypes."""
+    from indexbench.generative.backbones import Seq2SeqBackbone
+    from indexbench.generative.engine import GenerativeRetrieval
+
+    entered = []
+
+    def bf16_autocast(self):
+        entered.append(True)
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+
+    monkeypatch.setattr(Seq2SeqBackbone, "autocast", bf16_autocast)
+    corpus = small_corpus()
+    ctx = RunContext(seed=0, cache=ArtifactCache(tmp_path))
+    indexer = make(max_steps=3, batch_size=8, num_beams=5)
+    ids = indexer.assign_ids(corpus, ctx)
+    ids.validate(corpus)
+    assert entered, "the schedule never entered the backbone's autocast"
+    assert all(np.isfinite(p.get("mean_reconstruction", 0.0)) for p in indexer.details["phases"])
+
+    problem = RetrievalProblem(task="t", corpus=corpus, train_pairs=[(d.text, d.id) for d in corpus][:10],
+                               dev=QuerySet({}, {}), documents_as_queries=True)
+    engine = GenerativeRetrieval(indexer)
+    retriever = engine.build_retriever(problem, ctx)
+    assert np.isfinite(engine.details["training"]["final_loss"])
+    results = retriever.search([corpus[0].text, "glass beakers"], 5)
+    valid = set(corpus.ids)
+    assert all(1 <= len(r) <= 5 and {d for d, _ in r} <= valid for r in results)
