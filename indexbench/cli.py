@@ -6,6 +6,7 @@ each command imports what it needs when it runs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -60,6 +61,30 @@ def friendly_errors(func):
     return wrapper
 
 
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """Make SIGTERM (``kill``, a CI timeout) unwind the stack like Ctrl-C does.
+
+    Python's default SIGTERM handling exits without running ``finally`` blocks, so a run killed
+    mid-artifact left its temporary directory in the cache. Raising SystemExit(143) instead lets
+    the cache remove it (resumable checkpoints are kept on purpose)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def unwind(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, unwind)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -105,7 +130,7 @@ def run(
     from .runner import run_grid
 
     tasks = _split(task) or sorted(get_registry().tasks)
-    with RichProgress(enabled=not quiet) as progress:
+    with _sigterm_unwinds(), RichProgress(enabled=not quiet) as progress:
         records = run_grid(
             _split(indexer), tasks, _split(dataset) or ["sample"], data_dir=data_dir, cache_dir=cache_dir,
             use_cache=not no_cache, store=store, seed=seed, device=device, progress=progress,

@@ -150,3 +150,20 @@ def test_datasets_lists_status(env):
     assert result.returncode == 0
     assert "sample" in result.stdout and "built-in" in result.stdout
     assert "scifact" in result.stdout and "missing" in result.stdout
+
+
+def test_sigterm_during_a_run_leaves_no_temporary_artifact(tmp_path):
+    """`kill` of a running grid unwinds like Ctrl-C: the half-written artifact directory goes."""
+    import signal
+
+    from indexbench.cache import ArtifactCache
+    from indexbench.cli import _sigterm_unwinds
+
+    cache = ArtifactCache(tmp_path)
+    with pytest.raises(SystemExit) as exited, _sigterm_unwinds():
+        with cache.writing("models", {"k": 1}) as tmp:
+            (tmp / "half.bin").write_bytes(b"0" * 10)
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert exited.value.code == 128 + signal.SIGTERM
+    assert list((tmp_path / "models").iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
