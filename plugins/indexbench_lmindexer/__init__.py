@@ -23,8 +23,8 @@ Where this differs from the paper's T5-base setup, and why:
   Any local T5 checkpoint works through ``backbone=/path``.
 * Budget: the paper trains 30 epochs per Amazon dataset at batch 128; the CPU defaults
   (`_schedule.AUTO_STEPS`) train about 1.1 epochs per position at batch 32 -- on amazon-scientific
-  272 reconstructor-only steps (cheap) + 2 x 150, about 15 minutes on 2 cores. Raise the
-  ``*_steps`` options on a GPU.
+  272 reconstructor-only steps + 2 x 150, 18 minutes on 2 cores (benchmarks/README.md). Raise
+  the ``*_steps`` options on a GPU.
 * Encoder warm-up (Eq. 13): no steps by default (the k-means codebook initialisation still
   runs). With a reconstructor still near unigram level, as it is after the CPU budget's warm-up,
   the warm-up only blurs the pretrained features (measurements in `_schedule.AUTO_STEPS`);
@@ -33,10 +33,10 @@ Where this differs from the paper's T5-base setup, and why:
   codes on their k-means start; without it the straight-through reconstruction gradient of a
   weak reconstructor drags most documents onto a few codes. ``code_anchor=0`` is the paper's
   objective.
-* Codebook initialisation: k-means runs on the centred, normalised h^t and the centroids become
-  rows of one norm fitted on held-out documents (`set_code_rows`): the raw features' dot products
-  are in the hundreds, which saturates the softmax of Eq. 6 so no gradient would pass the
-  straight-through look-up.
+* Codebook initialisation: k-means runs on the centred, normalised h^t (from t = 2 on, centred
+  within each prefix group) and the centroids become rows of one norm fitted on held-out
+  documents (`set_code_rows`): the raw features' dot products are in the hundreds, which
+  saturates the softmax of Eq. 6 so no gradient would pass the straight-through look-up.
 * Contrastive loss: cosine / temperature (0.1) rather than raw dot products, for the same reason
   (set ``contrastive_temperature=0`` for Eq. 9 as written).
 

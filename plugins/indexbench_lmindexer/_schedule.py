@@ -69,7 +69,7 @@ AUTO_STEPS = {  # option: (epochs, cap) -- what 0 ("auto") means for a corpus of
     "position_steps": (1.1, 150),
 }
 """The CPU budget: amazon-scientific (4,344 items, batch 32) gets 272 reconstructor-only steps and
-2 x 150 steps of train@t, about 15 minutes on 2 cores; the built-in sample (300 items) 19 + 2 x
+2 x 150 steps of train@t, 18 minutes on 2 cores; the built-in sample (300 items) 19 + 2 x
 11, so a first run takes a couple of minutes. Raise them (or set the options) on a GPU.
 
 The encoder warm-up of Eq. 13 gets no steps by default (codebook@t's k-means still runs): at this
