@@ -11,6 +11,10 @@ source "$(dirname "$0")/common.sh" "$@"
 timed lm-grid indexbench run -i "lmindexer$STEPS,hc$STEPS,rqvae$STEPS,random-ids$STEPS,bm25,dual-encoder" \
     -t id-quality,product-search,recommendation -d amazon-scientific --data-dir "$DATA" \
     --device "$DEVICE" --json "$OUT/lm-grid.json"
+# Document retrieval on SciFact beside hc / rqvae of semantic_ids.sh (100 engine steps there on the CPU).
+if [ "$DEVICE" = cpu ]; then SCIFACT_STEPS=":max_steps=100"; else SCIFACT_STEPS=""; fi
+timed lm-scifact indexbench run -i "lmindexer$SCIFACT_STEPS" -t document-retrieval -d scifact \
+    --data-dir "$DATA" --device "$DEVICE" --json "$OUT/lm-scifact.json"
 # The ablations change one thing each against a baseline at the same budget: the paper's switches
 # (Table 2 commitment, Fig. 4 warm-ups and contrastive, Table 5 depth), then the paper's encoder
 # warm-up and objective (no code anchor), which the defaults depart from. On the CPU the budget is
