@@ -160,10 +160,11 @@ def test_sigterm_during_a_run_leaves_no_temporary_artifact(tmp_path):
     from indexbench.cli import _sigterm_unwinds
 
     cache = ArtifactCache(tmp_path)
+    before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(SystemExit) as exited, _sigterm_unwinds():
         with cache.writing("models", {"k": 1}) as tmp:
             (tmp / "half.bin").write_bytes(b"0" * 10)
             os.kill(os.getpid(), signal.SIGTERM)
     assert exited.value.code == 128 + signal.SIGTERM
     assert list((tmp_path / "models").iterdir()) == []
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+    assert signal.getsignal(signal.SIGTERM) is before  # the previous handler is put back
