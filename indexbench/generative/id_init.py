@@ -163,17 +163,24 @@ def set_code_rows(backbone: Seq2SeqBackbone, position: int, features, codes, *, 
     return {**report, "applied": True, "accuracy": accuracy}
 
 
+def group_means(features, groups, n_groups: int):
+    """The (n_groups, D) mean of the (N, D) ``features`` rows in each group (zero for an empty
+    group) and the (n_groups,) row counts; ``groups`` is an (N,) long tensor of group indices."""
+    import torch
+
+    sums = torch.zeros(n_groups, features.shape[1]).index_add_(0, groups, features)
+    counts = torch.bincount(groups, minlength=n_groups)
+    return sums / counts.clamp(min=1)[:, None], counts
+
+
 def _unit_means(feats, codes, k: int):
     """Per code present: the mean feature, centred over the codes and L2-normalised; and the
     (k,) mask of codes present."""
-    import torch
-
-    sums = torch.zeros(k, feats.shape[1]).index_add_(0, codes, feats)
-    counts = torch.bincount(codes, minlength=k)
+    all_means, counts = group_means(feats, codes, k)
     present = counts > 0
-    means = sums[present] / counts[present, None]
+    means = all_means[present]
     centred = means - means.mean(dim=0, keepdim=True)
     return centred / centred.norm(dim=1, keepdim=True).clamp(min=1e-6), present
 
 
-__all__ = ["decoder_features", "init_first_position", "set_code_rows"]
+__all__ = ["decoder_features", "group_means", "init_first_position", "set_code_rows"]

@@ -37,7 +37,7 @@ import torch
 
 from indexbench.data import SemanticIds
 from indexbench.generative.decoding import decoder_inputs
-from indexbench.generative.id_init import decoder_features, set_code_rows
+from indexbench.generative.id_init import decoder_features, group_means, set_code_rows
 from indexbench.kmeans import kmeans
 from indexbench.metrics import id_diagnostics
 from indexbench.optim import adamw
@@ -337,12 +337,12 @@ class SelfSupervisedTraining:
         features, _ = decoder_features(self.backbone, self.doc_tokens, self.state.codes[:, :t],
                                        batch_size=self.config.eval_batch_size, progress=self.ctx.progress,
                                        description=f"lmindexer: h^{t + 1} of every document")
-        centred = features - features.mean(dim=0, keepdim=True)
         if t > 0:
             group = torch.as_tensor(self._prefix_groups(t))
-            sums = torch.zeros(int(group.max()) + 1, features.shape[1]).index_add_(0, group, features)
-            counts = torch.bincount(group).clamp(min=1)[:, None].float()
-            centred = features - (sums / counts)[group]
+            prefix_means, _ = group_means(features, group, int(group.max()) + 1)
+            centred = features - prefix_means[group]
+        else:
+            centred = features - features.mean(dim=0, keepdim=True)
         unit = torch.nn.functional.normalize(centred, dim=1).numpy()
         _, assignment = kmeans(unit, self.codebook_size, seed=self.ctx.seed, spherical=True)
         self.state.anchor = np.asarray(assignment, dtype=np.int64)
