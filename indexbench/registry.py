@@ -43,7 +43,10 @@ class IndexerEntry:
 class DatasetEntry:
     """A named dataset. ``load(directory)`` returns a `Dataset`; ``directory`` is where its files
     live (None for datasets generated in code). ``files`` lists the paths, relative to that
-    directory, that must exist; ``subdir`` is its folder name under the data directory."""
+    directory, that must exist; ``subdir`` is its folder name under the data directory.
+
+    A dataset with options (``--dataset name:key=value``) names a ``config_class`` dataclass;
+    ``load(directory, config)`` then receives an instance of it."""
 
     name: str
     load: Callable[[Path | None], Any]
@@ -52,6 +55,7 @@ class DatasetEntry:
     subdir: str | None = None
     tasks: tuple[str, ...] = ()
     plugin: str = ""
+    config_class: type | None = None
 
     @property
     def builtin(self) -> bool:
@@ -232,14 +236,7 @@ class IndexerSpec:
 
     @classmethod
     def parse(cls, text: str) -> IndexerSpec:
-        name, *parts = text.strip().split(":")
-        options = []
-        for part in parts:
-            key, sep, value = part.partition("=")
-            if not sep or not key:
-                raise ConfigError(f"indexer option {part!r} in {text!r} is not of the form key=value")
-            options.append((key.strip().replace("-", "_"), value.strip()))
-        return cls(name.strip(), tuple(sorted(options)))
+        return cls(*parse_spec(text, "indexer"))
 
     @property
     def label(self) -> str:
@@ -248,6 +245,42 @@ class IndexerSpec:
 
     def build_config(self, entry: IndexerEntry) -> Any:
         return build_config(entry.config_class, dict(self.options), f"indexer {self.name!r}")
+
+
+def parse_spec(text: str, what: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """``name:key=value:...`` -> (name, sorted (key, value) pairs); ``what`` names it in errors."""
+    name, *parts = text.strip().split(":")
+    options = []
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{what} option {part!r} in {text!r} is not of the form key=value")
+        options.append((key.strip().replace("-", "_"), value.strip()))
+    return name.strip(), tuple(sorted(options))
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset name plus options, as written on the command line: ``name:key=value:...``."""
+
+    name: str
+    options: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> DatasetSpec:
+        return cls(*parse_spec(text, "dataset"))
+
+    @property
+    def label(self) -> str:
+        """The name its records are filed under (options included: they change the data)."""
+        return ":".join([self.name, *(f"{k}={v}" for k, v in self.options)])
+
+    def build_config(self, entry: DatasetEntry) -> Any:
+        if entry.config_class is None:
+            if self.options:
+                raise ConfigError(f"dataset {self.name!r} takes no options, got {self.label!r}")
+            return None
+        return build_config(entry.config_class, dict(self.options), f"dataset {self.name!r}")
 
 
 def build_config(config_class: type, options: dict[str, str], owner: str) -> Any:

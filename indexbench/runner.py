@@ -28,7 +28,7 @@ from .cache import ArtifactCache
 from .data import Dataset, fingerprint_of
 from .errors import IndexbenchError
 from .protocols import Progress, RunContext, SilentProgress
-from .registry import IndexerEntry, IndexerSpec, Registry, get_registry
+from .registry import DatasetSpec, IndexerEntry, IndexerSpec, Registry, get_registry
 from .store import ResultStore, RunRecord
 
 _TRACKED_PACKAGES = ("indexbench", "torch", "transformers", "faiss-cpu", "bm25s", "ir-measures",
@@ -70,8 +70,17 @@ def load_datasets(names: Sequence[str], registry: Registry, data_dir: str | Path
         if name not in registry.datasets and Path(name).expanduser().is_dir():
             loaded.append(load_path(Path(name).expanduser()))
         else:
-            loaded.append(load_dataset(registry.dataset(name), paths.data_dir(data_dir)))
+            spec, entry, config = check_dataset(name, registry)
+            loaded.append(load_dataset(entry, paths.data_dir(data_dir), config, label=spec.label))
     return loaded
+
+
+def check_dataset(name: str, registry: Registry):
+    """(spec, entry, options) of a registered dataset named ``name[:key=value...]``; a clear
+    error for an unknown name or option."""
+    spec = DatasetSpec.parse(name)
+    entry = registry.dataset(spec.name)
+    return spec, entry, spec.build_config(entry)
 
 
 def plan_grid(
@@ -121,7 +130,7 @@ def run_grid(
     plan_grid(indexers, tasks, [], registry)
     for name in datasets:
         if not Path(name).expanduser().is_dir():
-            registry.dataset(name)
+            check_dataset(name, registry)
     loaded = load_datasets(datasets, registry, data_dir)
     cells = plan_grid(indexers, tasks, loaded, registry)
     device = resolve_device(device)

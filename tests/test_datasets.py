@@ -449,3 +449,26 @@ def test_real_amazon_scientific(shared_data):
     assert (len(set(level3)), len(level3)) == (191, 4107)
     assert "Tapes, Adhesives & Sealants" in level2
     assert dataset_status(entry("amazon-scientific"), shared_data)[0] == "ok"
+
+
+def test_the_category_path_joins_the_item_text_only_when_asked(tmp_path):
+    """``amazon-scientific:category_text=true`` (the LMIndexer authors' item texts): the path is
+    id-quality's ground truth, so it stays out of the text by default."""
+    from indexbench.errors import ConfigError
+    from indexbench.registry import get_registry
+    from indexbench.runner import load_datasets
+
+    write_lcrec(tmp_path / "amazon-scientific", name="Scientific")
+    registry = get_registry()
+    plain, leaky = load_datasets(["amazon-scientific", "amazon-scientific:category_text=true"], registry, tmp_path)
+    assert "Fasteners" not in plain.corpus[0].text
+    assert leaky.corpus[0].text == "Hex Bolt. Acme. Zinc plated. category: Industrial & Scientific, Fasteners, Bolts"
+    assert leaky.corpus[2].text == plain.corpus[2].text  # no path, nothing added
+    assert leaky.corpus[0].categories == plain.corpus[0].categories
+    # filed under its own name, with a fingerprint of its own (no cached artifact is shared)
+    assert (plain.name, leaky.name) == ("amazon-scientific", "amazon-scientific:category_text=true")
+    assert plain.fingerprint != leaky.fingerprint
+    with pytest.raises(ConfigError, match="has no option 'categories'"):
+        load_datasets(["amazon-scientific:categories=1"], registry, tmp_path)
+    with pytest.raises(ConfigError, match="takes no options"):
+        load_datasets(["sample:category_text=true"], registry, tmp_path)

@@ -57,22 +57,28 @@ def test_straight_through_is_the_argmax_row_forward_and_the_softmax_mix_backward
     assert torch.allclose(codebook.grad, p[:, None] * g, atol=1e-6)  # d/dE = p g^T
 
 
-def test_contrastive_loss_compares_only_documents_sharing_the_prefix():
+def test_contrastive_loss_is_its_positive_pair_against_the_documents_sharing_the_prefix():
     from indexbench_lmindexer._model import prefix_contrastive_loss
 
     h = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    positive = torch.tensor([[2.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
     prefixes = torch.tensor([[0], [0], [1]])
-    # raw dot products (Eq. 9 as written): documents 0 and 1 share a prefix, 2 is alone (loss 0)
-    expected = 2 * (math.log(math.e + 1.0) - 1.0) / 3
-    assert prefix_contrastive_loss(h, prefixes, 0.0).item() == pytest.approx(expected, rel=1e-6)
-    # cosine / 0.5: self 1/0.5 = 2, the pair's cosine 0 -> 0
-    expected = 2 * (math.log(math.exp(2.0) + 1.0) - 2.0) / 3
-    assert prefix_contrastive_loss(h, prefixes, 0.5).item() == pytest.approx(expected, rel=1e-6)
-    # an empty prefix (the first position): everyone shares it
+    # raw dot products: documents 0 and 1 share a prefix; 2 is alone, so its loss is 0
+    sims = h @ positive.T
+    expected = (torch.logsumexp(sims[0, :2], 0) - sims[0, 0] + torch.logsumexp(sims[1, :2], 0) - sims[1, 1]) / 3
+    assert prefix_contrastive_loss(h, positive, prefixes, 0.0).item() == pytest.approx(expected.item(), rel=1e-6)
+    # cosine / 0.5
+    cos = torch.nn.functional.normalize(h, dim=1) @ torch.nn.functional.normalize(positive, dim=1).T / 0.5
+    expected = (torch.logsumexp(cos[0, :2], 0) - cos[0, 0] + torch.logsumexp(cos[1, :2], 0) - cos[1, 1]) / 3
+    assert prefix_contrastive_loss(h, positive, prefixes, 0.5).item() == pytest.approx(expected.item(), rel=1e-6)
+    # an empty prefix (the first position): everyone is a negative of everyone
     empty = torch.zeros((3, 0), dtype=torch.long)
-    sims = h @ h.T
     expected = float(np.mean([torch.logsumexp(sims[i], 0).item() - sims[i, i].item() for i in range(3)]))
-    assert prefix_contrastive_loss(h, empty, 0.0).item() == pytest.approx(expected, rel=1e-6)
+    assert prefix_contrastive_loss(h, positive, empty, 0.0).item() == pytest.approx(expected, rel=1e-6)
+    # the positive pair is what the loss pulls together: gradient reaches h through it
+    h = h.clone().requires_grad_()
+    prefix_contrastive_loss(h, positive, empty, 0.5).backward()
+    assert h.grad.abs().sum() > 0
 
 
 def test_commitment_loss_sums_the_earlier_positions_cross_entropy():
@@ -87,39 +93,125 @@ def test_commitment_loss_sums_the_earlier_positions_cross_entropy():
     assert commitment_loss([], prefixes[:, :0]).item() == 0.0
 
 
-def test_reconstructor_predicts_exactly_the_masked_tokens_and_the_loss_is_their_cross_entropy():
-    from indexbench_lmindexer._model import Reconstructor, reconstruction_loss, sample_hints
+def test_every_ordinary_token_is_a_target_and_no_prediction_sees_its_own_token():
+    from indexbench_lmindexer._model import sample_visibility
+
+    tokens = torch.tensor([[101, 7, 8, 9, 102, 0], [101, 5, 6, 102, 0, 0]])
+    mask = (tokens != 0).long()
+    special = torch.isin(tokens, torch.tensor([0, 101, 102]))
+    targets, visible = sample_visibility(mask, special, 0.5, torch.Generator().manual_seed(0))
+    assert targets.tolist() == [[False, True, True, True, False, False], [False, True, True, False, False, False]]
+    assert not visible.diagonal(dim1=1, dim2=2).any()  # never its own token
+    assert not visible[~mask.bool()[:, None, :].expand_as(visible)].any()  # never padding
+    real_special = (special & mask.bool())[:, None, :].expand_as(visible).clone()
+    real_special &= ~torch.eye(6, dtype=torch.bool)
+    assert visible[real_special].all()  # [CLS] and [SEP] always
+    # ratio 1: every other real token (the warm-up's context); ratio 0: the special tokens only
+    _, everything = sample_visibility(mask, special, 1.0)
+    assert everything.tolist()[0][2] == [True, True, False, True, True, False]
+    _, nothing = sample_visibility(mask, special, 0.0)
+    assert nothing.tolist()[0][2] == [True, False, False, False, True, False]
+    # each row draws its own hints
+    _, big = sample_visibility(torch.ones(1, 40, dtype=torch.long), torch.zeros(1, 40, dtype=torch.bool), 0.5,
+                               torch.Generator().manual_seed(1))
+    assert not torch.equal(big[0, 1, 2:], big[0, 0, 2:])
+
+
+def test_the_reconstruction_loss_is_the_cross_entropy_of_every_target():
+    from indexbench_lmindexer._model import Reconstructor, reconstruction_loss, sample_visibility
 
     torch.manual_seed(0)
     tokens = torch.tensor([[101, 7, 8, 9, 102, 0], [101, 5, 6, 102, 0, 0]])
     mask = (tokens != 0).long()
     special = torch.isin(tokens, torch.tensor([0, 101, 102]))
-    hints = sample_hints(mask, special, 0.0)
-    assert hints.tolist() == [[True, False, False, False, True, False], [True, False, False, True, False, False]]
+    targets, visible = sample_visibility(mask, special, 0.5)
     words = torch.randn(120, 8)
     recon = Reconstructor(8, 4, 120, layers=1, max_length=16, dropout=0.0)
-    logits, targets = recon(torch.randn(2, 2, 4), tokens, mask, hints, words)
-    assert targets.tolist() == [7, 8, 9, 5, 6] and logits.shape == (5, 120)
-    expected = float(np.mean([-torch.log_softmax(logits[i], 0)[t].item() for i, t in enumerate(targets.tolist())]))
-    assert reconstruction_loss(logits, targets).item() == pytest.approx(expected, rel=1e-5)
-    # with every ordinary token shown there is nothing left to predict
-    logits, targets = recon(torch.randn(2, 1, 4), tokens, mask, mask.bool(), words)
-    assert targets.numel() == 0 and reconstruction_loss(logits, targets).item() == 0.0
+    logits, wanted = recon(torch.randn(2, 2, 4), tokens, targets, visible, words)
+    assert wanted.tolist() == [7, 8, 9, 5, 6] and logits.shape == (5, 120)
+    expected = float(np.mean([-torch.log_softmax(logits[i], 0)[t].item() for i, t in enumerate(wanted.tolist())]))
+    assert reconstruction_loss(logits, wanted).item() == pytest.approx(expected, rel=1e-5)
+    assert torch.isfinite(logits).all()
+    # nothing to predict (only special tokens)
+    logits, wanted = recon(torch.randn(2, 1, 4), tokens, torch.zeros_like(targets), visible, words)
+    assert wanted.numel() == 0 and reconstruction_loss(logits, wanted).item() == 0.0
 
 
 def test_the_reconstructor_reads_the_ids():
     """Different ID vectors, different predictions: the IDs are an input, not decoration."""
-    from indexbench_lmindexer._model import Reconstructor
+    from indexbench_lmindexer._model import Reconstructor, sample_visibility
 
     torch.manual_seed(0)
     tokens = torch.tensor([[101, 7, 8, 102]])
     mask = torch.ones_like(tokens)
-    hints = torch.tensor([[True, False, False, True]])
-    recon = Reconstructor(8, 8, 120, dropout=0.0).eval()
+    targets, visible = sample_visibility(mask, torch.tensor([[True, False, False, True]]), 0.0)
     words = torch.randn(120, 8)
-    a, _ = recon(torch.randn(1, 1, 8), tokens, mask, hints, words)
-    b, _ = recon(torch.randn(1, 1, 8), tokens, mask, hints, words)
-    assert not torch.allclose(a, b)
+    for positions in ("relative", "absolute"):
+        recon = Reconstructor(8, 8, 120, dropout=0.0, query_positions=positions).eval()
+        a, _ = recon(torch.randn(1, 1, 8), tokens, targets, visible, words)
+        b, _ = recon(torch.randn(1, 1, 8), tokens, targets, visible, words)
+        assert not torch.allclose(a, b)
+
+
+def _positional_states(recon, norm: float):
+    """A fresh reconstructor's states for every position of one document whose ID vector has
+    ``norm`` and whose hints are its special tokens only: where it is is all that tells the
+    positions apart."""
+    from indexbench_lmindexer._model import sample_visibility
+
+    torch.manual_seed(1)
+    length = 12
+    tokens = torch.tensor([[101] + list(range(5, 5 + length - 2)) + [102]])
+    special = torch.isin(tokens, torch.tensor([101, 102]))
+    _, visible = sample_visibility(torch.ones_like(tokens), special, 0.0)
+    c = torch.nn.functional.normalize(torch.randn(1, 1, 32), dim=-1) * norm
+    words = torch.randn(200, 32)
+    with torch.no_grad():
+        return recon.streams(c, tokens, visible, words)[0]  # (L, dim)
+
+
+@pytest.mark.parametrize("positions", ["relative", "absolute"])
+def test_queries_keep_their_position_whatever_the_id_vectors_scale(positions):
+    """Issue #12: with the query LayerNorm(proj(c) + P[i]) and a codebook row of norm 32, two
+    positions' queries had cosine 0.9999, so every token of a document got the same prediction.
+    The ID vector is now normalised before any position enters."""
+    from indexbench_lmindexer._model import Reconstructor
+
+    torch.manual_seed(0)
+    recon = Reconstructor(32, 32, 200, heads=4, max_length=16, dropout=0.0, query_positions=positions).eval()
+    big, unit = _positional_states(recon, 32.0), _positional_states(recon, 1.0)
+    assert torch.allclose(big, unit, atol=1e-3)  # the scale of c changes nothing (but LayerNorm eps)
+    cosine = torch.nn.functional.cosine_similarity(big[3], big[8], dim=0)
+    assert cosine < 0.95, f"positions 3 and 8 of one document look alike (cosine {cosine:.4f})"
+
+
+@pytest.mark.parametrize("positions", ["relative", "absolute"])
+def test_a_tiny_reconstructor_learns_tokens_that_depend_on_the_position(positions):
+    """A toy corpus whose documents are two fixed token sequences, told apart only by their ID
+    vector (norm 32, as the codebook rows at position 1), with no hints but [CLS]/[SEP]: the
+    tokens can be predicted only from the ID *and* the position. A position-blind reconstructor
+    stays at 1/8 top-1; this one must get nearly all of them."""
+    from indexbench_lmindexer._model import Reconstructor, reconstruction_loss, sample_visibility
+
+    torch.manual_seed(0)
+    sequences = torch.tensor([[101, *range(10, 18), 102], [101, *range(17, 9, -1), 102]])
+    codes = torch.nn.functional.normalize(torch.randn(2, 32), dim=-1) * 32
+    tokens = sequences.repeat(8, 1)
+    ids = codes.repeat(8, 1)[:, None]
+    special = torch.isin(tokens, torch.tensor([101, 102]))
+    targets, visible = sample_visibility(torch.ones_like(tokens), special, 0.0)
+    words = torch.nn.Parameter(torch.randn(120, 32) * 0.5)
+    recon = Reconstructor(32, 32, 120, heads=4, max_length=16, dropout=0.0, query_positions=positions)
+    optimiser = torch.optim.Adam([*recon.parameters(), words], lr=3e-3)
+    for _ in range(150):
+        logits, wanted = recon(ids, tokens, targets, visible, words)
+        optimiser.zero_grad()
+        reconstruction_loss(logits, wanted).backward()
+        optimiser.step()
+    with torch.no_grad():
+        logits, wanted = recon(ids, tokens, targets, visible, words)
+    accuracy = float((logits.argmax(-1) == wanted).float().mean())
+    assert accuracy > 0.95, f"top-1 {accuracy:.3f} on position-dependent tokens"
 
 
 # --------------------------------------------------------------------------- gradients
@@ -197,9 +289,13 @@ def test_phases_follow_algorithm_1_and_the_ablation_switches():
     def names(**o):
         return [p.name for p in plan_phases(make(**o).config, 2, 30)]
 
-    assert names() == ["reconstructor-warmup", "encoder-warmup@1", "codebook@1", "train@1",
+    # The reconstructor warm-up reads the IDs of the k-means codebook of position 1 (so it
+    # learns what train@1 will feed it); an encoder warm-up moves h^1, so the codebook is refitted.
+    assert names() == ["codebook@1", "reconstructor-warmup", "encoder-warmup@1", "codebook@1 (refit)", "train@1",
                        "encoder-warmup@2", "codebook@2", "train@2"]
-    assert names(reconstructor_warmup=False)[0] == "encoder-warmup@1"
+    assert names(encoder_warmup_steps=0) == ["codebook@1", "reconstructor-warmup", "train@1", "codebook@2",
+                                             "train@2"]
+    assert names(reconstructor_warmup=False)[:2] == ["encoder-warmup@1", "codebook@1"]
     assert names(encoder_warmup=False) == ["reconstructor-warmup", "train@1", "train@2"]
 
 
@@ -207,11 +303,23 @@ def test_auto_steps_scale_with_the_corpus_up_to_the_cpu_caps():
     from indexbench_lmindexer._schedule import plan_phases
 
     auto = make(reconstructor_warmup_steps=0, encoder_warmup_steps=0, position_steps=0, index_batch_size=32)
-    assert [p.steps for p in plan_phases(auto.config, 2, 300)] == [19, 0, 11, 0, 11]
-    assert [p.steps for p in plan_phases(auto.config, 2, 4344)] == [272, 0, 150, 0, 150]
-    assert [p.steps for p in plan_phases(auto.config, 1, 100_000)] == [300, 0, 150]
+    assert [p.steps for p in plan_phases(auto.config, 2, 300)] == [0, 75, 11, 0, 11]
+    assert [p.steps for p in plan_phases(auto.config, 2, 4344)] == [0, 1086, 150, 0, 150]
+    assert [p.steps for p in plan_phases(auto.config, 1, 100_000)] == [0, 1200, 150]
     # No encoder warm-up by default, but the k-means codebook initialisation still runs.
-    assert [p.name for p in plan_phases(auto.config, 1, 300)] == ["reconstructor-warmup", "codebook@1", "train@1"]
+    assert [p.name for p in plan_phases(auto.config, 1, 300)] == ["codebook@1", "reconstructor-warmup", "train@1"]
+
+
+def test_the_paper_schedule_presets_table_9_and_keeps_explicit_options():
+    from indexbench_lmindexer._schedule import plan_phases
+
+    paper = make(schedule="paper", reconstructor_warmup_steps=0, encoder_warmup_steps=0, position_steps=0,
+                 index_batch_size=32, index_fresh_lr=1e-3)  # the defaults: the preset replaces them
+    config = paper.config
+    assert (config.index_max_length, config.index_batch_size, config.index_lr, config.code_anchor) == (512, 128, 1e-3, 0)
+    # 30 epochs a phase, uncapped: ceil(30 x 4,344 / 128) steps
+    assert [p.steps for p in plan_phases(config, 2, 4344)] == [0, 1019, 1019, 0, 1019, 1019, 0, 1019]
+    assert make(schedule="paper", index_batch_size=64).config.index_batch_size == 64
 
 
 def test_bad_options_are_config_errors():
@@ -227,6 +335,12 @@ def test_bad_options_are_config_errors():
         make(reconstructor_init="pretrained")
     with pytest.raises(ConfigError, match="code_anchor"):
         make(code_anchor=-1)
+    with pytest.raises(ConfigError, match="schedule"):
+        make(schedule="fast")
+    with pytest.raises(ConfigError, match="query_positions"):
+        make(query_positions="none")
+    with pytest.raises(ConfigError, match="warmup_hint_ratio"):
+        make(warmup_hint_ratio=2.0)
 
 
 def test_schedule_runs_end_to_end_on_the_tiny_backbone_and_is_deterministic():
@@ -236,13 +350,17 @@ def test_schedule_runs_end_to_end_on_the_tiny_backbone_and_is_deterministic():
     ids.validate(corpus)
     assert ids.codebook_sizes == (64, 64, 64)
     assert [p["phase"] for p in a.details["phases"]] == [
-        "reconstructor-warmup", "encoder-warmup@1", "codebook@1", "train@1", "encoder-warmup@2",
-        "codebook@2", "train@2"]
+        "codebook@1", "reconstructor-warmup", "encoder-warmup@1", "codebook@1 (refit)", "train@1",
+        "encoder-warmup@2", "codebook@2", "train@2"]
     train2 = a.details["phases"][-1]
     assert {"mean_reconstruction", "mean_contrastive", "mean_commitment", "perplexity", "diff_ratio",
             "previous_perplexity@1", "previous_agreement@1"} <= set(train2)
     curves = a.details["curves"]
-    assert curves and all("macro_f1" in c for c in curves)
+    assert curves and all({"macro_f1", "top1", "reconstruction_loss", "unigram_loss"} <= set(c) for c in curves)
+    assert all(c["nats_below_unigram"] == pytest.approx(c["unigram_loss"] - c["reconstruction_loss"]) for c in curves)
+    warmup = a.details["phases"][1]
+    assert {"reconstruction_loss", "nats_below_unigram", "top1", "macro_f1"} <= set(warmup)
+    assert a.details["unigram_baseline_nats"] > 0
     assert any("perplexity" in c and "diff_ratio" in c for c in curves if c["phase"].startswith("train"))
     b = make()
     assert b.assign_ids(corpus, RunContext(seed=3)).ids == ids.ids
@@ -363,16 +481,17 @@ def test_reconstructor_starts_from_a_bert_encoder_when_shapes_allow():
     torch.manual_seed(0)
     encoder = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                                    intermediate_size=64, max_position_embeddings=32), add_pooling_layer=False)
-    recon = Reconstructor(16, 16, 50, heads=2, max_length=32)
+    recon = Reconstructor(16, 16, 50, heads=2, max_length=32, query_positions="absolute")
     assert init_from_bert(recon, encoder)
-    q = encoder.encoder.layer[0].attention.self.query.weight
-    assert torch.equal(recon.layers[0].attention.in_proj_weight[:16], q)
+    assert torch.equal(recon.layers[0].query.weight, encoder.encoder.layer[0].attention.self.query.weight)
+    assert torch.equal(recon.layers[0].value.bias, encoder.encoder.layer[0].attention.self.value.bias)
     assert torch.equal(recon.layers[0].feed_forward[2].weight, encoder.encoder.layer[0].output.dense.weight)
     expected = encoder.embeddings.position_embeddings.weight + encoder.embeddings.token_type_embeddings.weight[0]
     assert torch.allclose(recon.positions.weight, expected)
     # other head counts or widths: left random, and said so
     assert not init_from_bert(Reconstructor(16, 16, 50, heads=4, max_length=32), encoder)
-    assert not init_from_bert(Reconstructor(16, 16, 50, heads=2, max_length=64), encoder)
+    assert not init_from_bert(Reconstructor(16, 16, 50, heads=2, max_length=64, query_positions="absolute"), encoder)
+    assert init_from_bert(Reconstructor(16, 16, 50, heads=2, max_length=64), encoder)  # relative: no positions
 
 
 def test_the_bf16_path_learns_ids_and_fine_tunes_under_autocast(tmp_path, monkeypatch):

@@ -7,7 +7,9 @@ registers the built-in datasets; the loaders are imported when a dataset is actu
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,11 +37,23 @@ def _load_scifact(directory: Path | None) -> Dataset:
     return load_beir(directory, name="scifact")
 
 
-def _load_amazon_scientific(directory: Path | None) -> Dataset:
+def _load_amazon_scientific(directory: Path | None, options: AmazonOptions | None = None) -> Dataset:
     from .amazon import load_lcrec
 
     assert directory is not None
-    return load_lcrec(directory, name="amazon-scientific", prefix="Scientific")
+    options = options or AmazonOptions()
+    return load_lcrec(directory, name="amazon-scientific", prefix="Scientific", category_text=options.category_text)
+
+
+@dataclass
+class AmazonOptions:
+    """Options of an LC-Rec Amazon dataset (``--dataset amazon-scientific:category_text=true``).
+
+    ``category_text``: append the item's category path to its text ("category: A, B, C"), as the
+    LMIndexer authors' item texts do. Off by default: the path is the ground truth id-quality
+    scores against and the source of product-search queries, so including it leaks both."""
+
+    category_text: bool = False
 
 
 def builtin_datasets() -> list[DatasetEntry]:
@@ -68,6 +82,7 @@ def builtin_datasets() -> list[DatasetEntry]:
             files=("Scientific.item.json", "Scientific.inter.json"),
             subdir="amazon-scientific",
             tasks=("id-quality", "product-search", "recommendation"),
+            config_class=AmazonOptions,
         ),
     ]
 
@@ -77,15 +92,21 @@ def dataset_dir(entry: DatasetEntry, data_dir: Path) -> Path | None:
     return None if entry.subdir is None else Path(data_dir) / entry.subdir
 
 
-def load_dataset(entry: DatasetEntry, data_dir: Path) -> Dataset:
-    """Load a registered dataset, first checking that its files are where they should be."""
+def load_dataset(entry: DatasetEntry, data_dir: Path, options=None, label: str | None = None) -> Dataset:
+    """Load a registered dataset, first checking that its files are where they should be.
+
+    ``options`` is an instance of the entry's ``config_class`` (None: its defaults); ``label``
+    renames the dataset (the CLI files results with options under ``name:key=value``)."""
     directory = dataset_dir(entry, data_dir)
     if directory is not None:
         for name in entry.files:
             if not (directory / name).is_file():
                 raise DataError(directory / name, f"missing file of dataset {entry.name!r} (looked in "
                                                   f"{directory}); {_LOCATION_HINT} {entry.subdir}/")
-    return entry.load(directory)
+    dataset = entry.load(directory) if options is None else entry.load(directory, options)
+    if label is not None and label != dataset.name:
+        dataset = dataclasses.replace(dataset, name=label)
+    return dataset
 
 
 def _cheap_check(path: Path) -> str | None:

@@ -52,8 +52,10 @@ def _top_level_object(doc: JsonDocument, what: str) -> dict:
     return doc.value
 
 
-def read_items(path: Path) -> Corpus:
-    """``<Name>.item.json`` -> a corpus in file order; ``title`` is required, the rest optional."""
+def read_items(path: Path, category_text: bool = False) -> Corpus:
+    """``<Name>.item.json`` -> a corpus in file order; ``title`` is required, the rest optional.
+
+    With ``category_text`` the category path ends the text ("category: A, B, C")."""
     doc = load_json(path)
     docs = []
     for item_id, item in _top_level_object(doc, "item ids to items").items():
@@ -75,7 +77,8 @@ def read_items(path: Path) -> Corpus:
         docs.append(Document(
             id=item_id,
             title=fields["title"].strip(),
-            text=product_text(fields["title"], fields["brand"], fields["description"]),
+            text=product_text(fields["title"], fields["brand"], fields["description"],
+                              "category: " + ", ".join(categories) if category_text and categories else ""),
             categories=categories,
         ))
     return Corpus(docs)
@@ -114,10 +117,12 @@ def find_prefixes(directory: Path) -> list[str]:
     )
 
 
-def load_lcrec(directory: Path, name: str | None = None, prefix: str | None = None) -> Dataset:
+def load_lcrec(directory: Path, name: str | None = None, prefix: str | None = None,
+               category_text: bool = False) -> Dataset:
     """Load ``<prefix>.item.json`` and ``<prefix>.inter.json`` from ``directory``.
 
-    Without ``prefix`` the directory must hold exactly one such pair.
+    Without ``prefix`` the directory must hold exactly one such pair. ``category_text``: see
+    `read_items` (off by default: it leaks id-quality's ground truth into the text).
     """
     directory = Path(directory)
     if prefix is None:
@@ -133,7 +138,7 @@ def load_lcrec(directory: Path, name: str | None = None, prefix: str | None = No
         if not required.is_file():
             raise DataError(required, "missing (an LC-Rec Amazon directory needs "
                                       f"<Name>{ITEM_SUFFIX} and <Name>{INTER_SUFFIX})")
-    corpus = read_items(item_path)
+    corpus = read_items(item_path, category_text=category_text)
     interactions = read_interactions(inter_path, corpus, item_path.name)
     return Dataset(name=name or directory.name, corpus=corpus, interactions=interactions,
                    source=str(directory))

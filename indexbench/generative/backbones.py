@@ -169,10 +169,14 @@ class Seq2SeqBackbone:
 
     def position_logits(self, hidden, position: int):
         """Logits of position ``position``'s K ID tokens only: (..., K)."""
+        return self.feature_logits(self.head_features(hidden), position)
+
+    def feature_logits(self, features, position: int):
+        """`position_logits` from what the head reads (`head_features`), e.g. cached features."""
         assert self.vocabulary is not None
         rows = self.vocabulary.rows(position)
-        features = self.head_features(hidden)
         head = self.output_head()
+        features = features.to(head.weight.device, head.weight.dtype)
         logits = features @ head.weight[rows].T
         if getattr(head, "bias", None) is not None:
             logits = logits + head.bias[rows]

@@ -61,7 +61,7 @@ from indexbench.semantic_ids import id_options, ids_from_codes, resolve_id_shape
 
 # Part of the artifact key: bump it whenever a change alters the IDs or weights that training
 # produces, so that cached results of the old algorithm are never reused for the new one.
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 NAMESPACE = "lmindexer"
 
@@ -113,10 +113,15 @@ class LMIndexerConfig(GenerativeOptions):
     encoder_warmup_steps: int = 0
     position_steps: int = 0
     hint_ratios: str = "0.5,0.3"
+    warmup_hint_ratio: float = 0.5
+    query_positions: str = "relative"
     reconstructor_layers: int = 1
     reconstructor_init: str = "random"
+    train_word_embeddings: bool = True
     contrastive: bool = True
     contrastive_temperature: float = 0.1
+    contrastive_positive: str = "dropout"
+    schedule: str = "cpu"
     commitment: bool = True
     code_anchor: float = 1.0
     reconstructor_warmup: bool = True
@@ -129,13 +134,32 @@ class LMIndexerConfig(GenerativeOptions):
             ratios = [float(p) for p in str(self.hint_ratios).split(",") if p.strip()]
         except ValueError:
             ratios = []
-        if not ratios or not all(0.0 <= r < 1.0 for r in ratios):
+        if not ratios or not all(0.0 <= r <= 1.0 for r in ratios):
             raise ConfigError(f"lmindexer option 'hint_ratios' expects comma-separated fractions in "
-                              f"[0, 1) such as 0.5,0.3, got {self.hint_ratios!r}")
+                              f"[0, 1] such as 0.5,0.3, got {self.hint_ratios!r}")
         return ratios
 
+    def apply_schedule(self) -> None:
+        """``schedule=paper``: every option still at its default takes `_schedule.PAPER_PRESET`'s
+        value (so ``schedule=paper:index_batch_size=64`` keeps its 64)."""
+        if self.schedule != "paper":
+            return
+        from ._schedule import PAPER_PRESET
+
+        defaults = {f.name: f.default for f in dataclasses.fields(type(self))}
+        for name, value in PAPER_PRESET.items():
+            if getattr(self, name) == defaults[name]:
+                setattr(self, name, value)
+
     def validate(self) -> None:
+        for option, allowed in (("schedule", ("cpu", "paper")), ("query_positions", ("relative", "absolute")),
+                                ("contrastive_positive", ("dropout", "self"))):
+            if getattr(self, option) not in allowed:
+                raise ConfigError(f"lmindexer option {option!r} must be one of {', '.join(allowed)}, "
+                                  f"got {getattr(self, option)!r}")
         self.parsed_hint_ratios()
+        if not 0.0 <= self.warmup_hint_ratio <= 1.0:
+            raise ConfigError(f"lmindexer option 'warmup_hint_ratio' must be in [0, 1], got {self.warmup_hint_ratio}")
         if self.reconstructor_init not in ("encoder", "random"):
             raise ConfigError(f"lmindexer option 'reconstructor_init' must be encoder or random, "
                               f"got {self.reconstructor_init!r}")
@@ -159,6 +183,7 @@ class LMIndexer:
     def __init__(self, config: LMIndexerConfig | None = None):
         self.config = config if config is not None else LMIndexerConfig()
         self.config.validate()
+        self.config.apply_schedule()
         self.details: dict[str, Any] = {}
         self._trained: dict[str, Any] | None = None  # where the trained model is, once known
 
@@ -202,7 +227,7 @@ class LMIndexer:
             torch.save(backbone.state_dict(), directory / "model.pt")
             np.save(directory / "codes.npy", state.codes)
             report = {"phases": state.phases, "curves": state.curves, "backbone": backbone.identity,
-                      "seconds": time.perf_counter() - started}
+                      "unigram_baseline_nats": training.unigram_entropy, "seconds": time.perf_counter() - started}
             (directory / "history.json").write_text(json.dumps(report))
             plot_curves(state.curves, directory / "diagnostics.png", title=f"lmindexer on {ctx.dataset_name or 'corpus'}")
             if checkpoints is not None:
@@ -230,6 +255,7 @@ class LMIndexer:
             "backbone": self.config.backbone, **stats,
             "training_s": report["seconds"], "assign_ids_s": time.perf_counter() - started,
             "phases": report["phases"], "curves": report["curves"], "plot": report["plot"],
+            "unigram_baseline_nats": report.get("unigram_baseline_nats"),
         }
         return ids
 

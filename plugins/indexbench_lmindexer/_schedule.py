@@ -48,11 +48,14 @@ from ._model import (
     init_from_bert,
     prefix_contrastive_loss,
     reconstruction_loss,
-    sample_hints,
+    sample_visibility,
     straight_through,
 )
 
 CHECKPOINT = "state.pt"
+
+RECONSTRUCTION_DIAGNOSTICS = ("reconstruction_loss", "unigram_loss", "nats_below_unigram", "top1", "macro_f1")
+"""What `SelfSupervisedTraining.diagnose` says about the reconstructor, kept in each phase's summary."""
 
 
 @dataclass
@@ -63,20 +66,34 @@ class Phase:
     steps: int = 0
 
 
-AUTO_STEPS = {  # option: (epochs, cap) -- what 0 ("auto") means for a corpus of N documents
-    "reconstructor_warmup_steps": (2.0, 300),
-    "encoder_warmup_steps": (0.0, 0),
-    "position_steps": (1.1, 150),
+SCHEDULES = {  # schedule: {option: (epochs, cap)} -- what 0 ("auto") means for N documents
+    "cpu": {
+        "reconstructor_warmup_steps": (8.0, 1200),
+        "encoder_warmup_steps": (0.0, 0),
+        "position_steps": (1.1, 150),
+    },
+    "paper": {  # Table 9: 30 epochs a phase (the authors' scripts: warm-ups included), no cap
+        "reconstructor_warmup_steps": (30.0, None),
+        "encoder_warmup_steps": (30.0, None),
+        "position_steps": (30.0, None),
+    },
 }
-"""The CPU budget: amazon-scientific (4,344 items, batch 32) gets 272 reconstructor-only steps and
-2 x 150 steps of train@t, 18 minutes on 2 cores; the built-in sample (300 items) 19 + 2 x
-11, so a first run takes a couple of minutes. Raise them (or set the options) on a GPU.
+"""The CPU budget (``schedule=cpu``, the default): amazon-scientific (4,344 items, batch 32) gets
+1,086 reconstructor-only steps (cheap: the frozen indexer's codes are computed once) and 2 x 150
+steps of train@t; the built-in sample (300 items) 75 + 2 x 11, so a first run takes a couple of
+minutes. ``schedule=paper`` is Table 9's budget for a GPU (`PAPER_PRESET`).
 
-The encoder warm-up of Eq. 13 gets no steps by default (codebook@t's k-means still runs): at this
-budget the reconstructor is near unigram level, so warming the encoder up on it only blurs the
-pretrained features -- on 1,200 amazon items 15 warm-up steps cut the first-position AMI of their
-k-means from 0.46 to 0.32 (0.41 without the contrastive term). Set ``encoder_warmup_steps`` to run
-it."""
+The CPU schedule gives the encoder warm-up of Eq. 13 no steps (codebook@t's k-means still runs);
+benchmarks/README.md has the measurements behind that choice. Set ``encoder_warmup_steps`` to
+run it."""
+
+AUTO_STEPS = SCHEDULES["cpu"]
+
+PAPER_PRESET = {"index_max_length": 512, "index_batch_size": 128, "index_lr": 1e-3, "index_fresh_lr": 1e-3,
+                "hint_ratios": "0.5,0.3", "code_anchor": 0.0}
+"""``schedule=paper``: Table 9's lengths, batch and learning rate (the lowest of the searched
+{1e-3, 2e-3, 5e-3}, the authors' script's), the paper's objective (no code anchor) and
+`SCHEDULES`["paper"]'s epochs. Options left at their defaults take these values."""
 
 
 def phase_steps(config: Any, option: str, n_docs: int) -> int:
@@ -85,16 +102,26 @@ def phase_steps(config: Any, option: str, n_docs: int) -> int:
     value = int(getattr(config, option))
     if value > 0:
         return value
-    epochs, cap = AUTO_STEPS[option]
+    epochs, cap = SCHEDULES[getattr(config, "schedule", "cpu")][option]
     if epochs <= 0:
         return 0
-    return max(1, min(cap, math.ceil(epochs * n_docs / int(config.index_batch_size))))
+    steps = math.ceil(epochs * n_docs / int(config.index_batch_size))
+    return max(1, steps if cap is None else min(cap, steps))
 
 
 def plan_phases(config: Any, levels: int, n_docs: int) -> list[Phase]:
-    """The phases Algorithm 1 runs for ``levels`` semantic positions under ``config``'s switches."""
+    """The phases Algorithm 1 runs for ``levels`` semantic positions under ``config``'s switches.
+
+    The reconstructor warm-up (Eq. 12) reads the IDs that the frozen indexer gives with the
+    first position's codebook, as the authors' warm-up does (frozen ID generator and codebook):
+    so it is preceded by that codebook's k-means initialisation, and what the reconstructor
+    learns is what it will be fed in train@1. An encoder warm-up moves h^1, so the codebook is
+    fitted again after it; without one the first fit stands (a second would be identical)."""
     phases = []
+    warm_codebook = bool(config.reconstructor_warmup and config.encoder_warmup)
     if config.reconstructor_warmup:
+        if warm_codebook:
+            phases.append(Phase("codebook@1", "codebook", 0))
         phases.append(Phase("reconstructor-warmup", "reconstructor-warmup", -1,
                             phase_steps(config, "reconstructor_warmup_steps", n_docs)))
     for t in range(levels):
@@ -102,14 +129,18 @@ def plan_phases(config: Any, levels: int, n_docs: int) -> list[Phase]:
             steps = phase_steps(config, "encoder_warmup_steps", n_docs)
             if steps:
                 phases.append(Phase(f"encoder-warmup@{t + 1}", "encoder-warmup", t, steps))
-            phases.append(Phase(f"codebook@{t + 1}", "codebook", t))
+            if not (t == 0 and warm_codebook and not steps):
+                name = f"codebook@{t + 1}" + (" (refit)" if t == 0 and warm_codebook else "")
+                phases.append(Phase(name, "codebook", t))
         phases.append(Phase(f"train@{t + 1}", "train", t, phase_steps(config, "position_steps", n_docs)))
     return phases
 
 
 def hint_ratio(config: Any, position: int) -> float:
-    """Hint ratio of ``position`` (the reconstructor warm-up uses the first); positions past the
-    list reuse its last value."""
+    """Hint ratio of ``position`` (-1: the reconstructor warm-up's ``warmup_hint_ratio``);
+    positions past the list reuse its last value."""
+    if position < 0:
+        return float(config.warmup_hint_ratio)
     ratios = config.parsed_hint_ratios()
     return ratios[min(max(position, 0), len(ratios) - 1)]
 
@@ -118,6 +149,7 @@ def hint_ratio(config: Any, position: int) -> float:
 class State:
     codes: np.ndarray  # (N, t): the codes fixed so far
     anchor: np.ndarray | None = None  # (N,): the k-means codes of the position being learned
+    picks: np.ndarray | None = None  # (N,): the frozen indexer's codes there (the warm-up's IDs)
     done: int = 0  # phases completed
     curves: list[dict[str, float]] = field(default_factory=list)  # diagnostics through training
     phases: list[dict[str, Any]] = field(default_factory=list)  # one summary per phase done
@@ -136,7 +168,7 @@ class SelfSupervisedTraining:
         self.checkpoint_dir = checkpoint_dir
         self.codebook_size = backbone.vocabulary.codebook_sizes[0]
         self.base = backbone.vocabulary.base
-        word = self._word_embeddings()
+        word = backbone.model.get_encoder().get_input_embeddings().weight[: self.base]
         feature_dim = backbone.output_head().weight.shape[1]
         encoder = backbone.model.get_encoder()
         from_encoder = config.reconstructor_init == "encoder"
@@ -147,10 +179,20 @@ class SelfSupervisedTraining:
                 word.shape[1], feature_dim, self.base, layers=config.reconstructor_layers, heads=heads,
                 max_length=min(backbone.text.max_positions, 512),
                 predictable=np.unique(np.concatenate([np.asarray(t, dtype=np.int64) for t in doc_tokens])),
+                query_positions=config.query_positions,
             )
         self.reconstructor_from_encoder = from_encoder and init_from_bert(self.reconstructor, encoder)
         self.reconstructor.to(backbone.device)
         self.special_ids = torch.tensor(sorted(set(backbone.tokenizer.all_special_ids)), device=backbone.device)
+        self.unigram_logp, self.unigram_entropy = self._unigram()
+        with torch.no_grad():
+            # The output bias starts as the corpus's unigram log-probabilities: the reconstructor
+            # starts at the unigram baseline and all it learns goes below it. (From zero, at
+            # lr 1e-3, the bias alone needs thousands of steps to span the ~10 nats between
+            # frequent and rare tokens; 272 warm-up steps ended 0.3 nats below unigram.)
+            finite = torch.isfinite(self.unigram_logp)
+            floor = float(self.unigram_logp[finite].min()) if bool(finite.any()) else 0.0
+            self.reconstructor.out_bias.copy_(self.unigram_logp.clamp(min=floor))
         n = len(self.doc_tokens)
         rng = np.random.default_rng(ctx.seed)
         take = min(n, max(int(config.diagnostics_documents), 0))
@@ -160,12 +202,26 @@ class SelfSupervisedTraining:
 
     # ----------------------------------------------------------------- pieces
 
-    def _word_embeddings(self):
-        """W of Eq. 5: the encoder's token embeddings, text rows only. Read, not trained, by the
-        reconstructor: its gradient would be a dense V x D matrix every step (a tenth of a CPU
-        step's time), and a shallow reconstructor has no business reshaping the pretrained
-        embeddings the encoder reads."""
-        return self.backbone.model.get_encoder().get_input_embeddings().weight[: self.base].detach()
+    def _unigram(self) -> tuple[torch.Tensor, float]:
+        """The corpus's unigram log-probabilities over the reconstructor's output vocabulary
+        (special tokens excluded: they are never predicted), and their entropy in nats -- the
+        loss of a reconstructor that ignores both the IDs and the hints."""
+        every = torch.as_tensor(np.concatenate([np.asarray(t, dtype=np.int64) for t in self.doc_tokens]))
+        every = every[~torch.isin(every, self.special_ids.cpu())]
+        counts = torch.bincount(self.reconstructor.lookup.cpu()[every], minlength=len(self.reconstructor.predictable))
+        p = counts.double() / counts.sum()
+        logp = torch.where(counts > 0, p.clamp(min=1e-300).log(), torch.full_like(p, -math.inf))
+        entropy = float(-(p[counts > 0] * logp[counts > 0]).sum())
+        return logp.float().to(self.backbone.device), entropy
+
+    def _word_embeddings(self, phase: Phase):
+        """W of Eq. 5: the encoder's token embeddings, text rows only. Trained through the
+        reconstructor after the warm-up (``train_word_embeddings``, as the paper's tied W);
+        during the warm-up the indexer, W included, is frozen."""
+        weight = self.backbone.model.get_encoder().get_input_embeddings().weight[: self.base]
+        if phase.kind == "reconstructor-warmup" or not self.config.train_word_embeddings:
+            return weight.detach()
+        return weight
 
     def codebook(self, position: int):
         """E^t: the output head's ID-token rows of ``position``."""
@@ -175,25 +231,32 @@ class SelfSupervisedTraining:
         ids, mask = self.backbone.text.collate([self.doc_tokens[i] for i in rows], self.backbone.device)
         return ids, mask, torch.isin(ids, self.special_ids)
 
+    def _semantic_state(self, ids, mask, prefix):
+        """Decoder states (B, t+1, D) of the semantic indexer for the documents and ID prefixes."""
+        backbone = self.backbone
+        with backbone.autocast():
+            encoded = backbone.encode(ids, mask)
+            padded = torch.cat([prefix, prefix.new_zeros((len(prefix), 1))], dim=1)
+            hidden, _ = backbone.decode(decoder_inputs(backbone, padded), encoded, mask)
+        return hidden.float()
+
     def _forward(self, phase: Phase, rows, generator: torch.Generator):
         """The losses of one batch (a dict of scalar tensors) and the reconstruction outputs."""
         backbone = self.backbone
         ids, mask, special = self._collate(rows)
-        hints = sample_hints(mask, special, hint_ratio(self.config, phase.position), generator)
-        word = self._word_embeddings()
+        targets, visible = sample_visibility(mask, special, hint_ratio(self.config, phase.position), generator)
+        word = self._word_embeddings(phase)
         losses: dict[str, torch.Tensor] = {}
         if phase.kind == "reconstructor-warmup":
-            empty = word.new_zeros((len(rows), 0, self.codebook(0).shape[1]))
-            logits, targets = self.reconstructor(empty, ids, mask, hints, word)
-            losses["reconstruction"] = reconstruction_loss(logits, targets)
-            return losses, logits, targets, None
+            # Eq. 12 with the frozen indexer's IDs: the rows of the codes it picks at position 1.
+            codes = torch.as_tensor(self.state.picks[rows], device=backbone.device)
+            vectors = self.codebook(0).detach()[codes].float()[:, None]
+            logits, wanted = self.reconstructor(vectors, ids, targets, visible, word)
+            losses["reconstruction"] = reconstruction_loss(logits, wanted)
+            return losses, logits, wanted, None
         t = phase.position
         prefix = torch.as_tensor(self.state.codes[rows, :t], device=backbone.device)
-        with backbone.autocast():
-            encoded = backbone.encode(ids, mask)
-            padded = torch.cat([prefix, prefix.new_zeros((len(rows), 1))], dim=1)
-            hidden, _ = backbone.decode(decoder_inputs(backbone, padded), encoded, mask)
-        hidden = hidden.float()
+        hidden = self._semantic_state(ids, mask, prefix)
         h = backbone.head_features(hidden[:, t]).float()
         logits_t = backbone.position_logits(hidden[:, t], t).float()
         vectors = [self.codebook(j)[prefix[:, j]].float() for j in range(t)]
@@ -201,17 +264,22 @@ class SelfSupervisedTraining:
             vectors.append(h)  # Eq. 13: no t-th codebook yet
         else:
             vectors.append(straight_through(logits_t, self.codebook(t)))
-        logits, targets = self.reconstructor(torch.stack(vectors, dim=1), ids, mask, hints, word)
-        losses["reconstruction"] = reconstruction_loss(logits, targets)
-        if self.config.contrastive:
-            losses["contrastive"] = prefix_contrastive_loss(h, prefix, self.config.contrastive_temperature)
+        logits, wanted = self.reconstructor(torch.stack(vectors, dim=1), ids, targets, visible, word)
+        losses["reconstruction"] = reconstruction_loss(logits, wanted)
+        if self.config.contrastive and torch.is_grad_enabled():
+            positive = h
+            if self.config.contrastive_positive == "dropout":
+                # SimCSE: the same documents through the indexer again, other dropout masks.
+                with torch.no_grad():
+                    positive = backbone.head_features(self._semantic_state(ids, mask, prefix)[:, t]).float()
+            losses["contrastive"] = prefix_contrastive_loss(h, positive, prefix, self.config.contrastive_temperature)
         if phase.kind == "train" and self.config.code_anchor > 0 and self.state.anchor is not None:
             target = torch.as_tensor(self.state.anchor[rows], device=backbone.device)
             losses["anchor"] = self.config.code_anchor * torch.nn.functional.cross_entropy(logits_t, target)
         if self.config.commitment and t > 0:
             losses["commitment"] = commitment_loss(
                 [backbone.position_logits(hidden[:, j], j) for j in range(t)], prefix)
-        return losses, logits, targets, logits_t.argmax(dim=-1)
+        return losses, logits, wanted, logits_t.argmax(dim=-1)
 
     # ----------------------------------------------------------------- batches
 
@@ -240,22 +308,29 @@ class SelfSupervisedTraining:
     # ----------------------------------------------------------------- diagnostics
 
     def diagnose(self, phase: Phase) -> dict[str, float]:
-        """Reconstruction macro-F1 on the fixed sample of documents (fixed hints), and the
-        perplexity and diff ratio of the codes the model would pick at the phase's position."""
+        """How well the reconstructor does on the fixed sample of documents (fixed hints): its
+        loss beside the unigram baseline's on the same tokens, top-1 accuracy and macro-F1; and
+        the perplexity and diff ratio of the codes the model would pick at the phase's position."""
         from sklearn.metrics import f1_score
 
         if not len(self.sample):
+            return {}
+        if phase.kind == "reconstructor-warmup" and self.state.picks is None:
             return {}
         model = self.backbone.model
         model.eval()
         self.reconstructor.eval()
         generator = torch.Generator().manual_seed(self.ctx.seed + 7919)
         predicted, truth, picks = [], [], []
+        loss_sum = unigram_sum = 0.0
         try:
             with torch.inference_mode():
                 for lo in range(0, len(self.sample), self.config.eval_batch_size):
                     rows = self.sample[lo : lo + self.config.eval_batch_size]
                     _, logits, targets, pick = self._forward(phase, rows, generator)
+                    if targets.numel():
+                        loss_sum += float(torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum"))
+                        unigram_sum += float(-self.unigram_logp[targets].sum())
                     predicted.append(logits.argmax(dim=-1).cpu())
                     truth.append(targets.cpu())
                     if pick is not None:
@@ -264,7 +339,11 @@ class SelfSupervisedTraining:
             model.train()
             self.reconstructor.train()
         truth_all, predicted_all = torch.cat(truth).numpy(), torch.cat(predicted).numpy()
-        out = {"macro_f1": float(f1_score(truth_all, predicted_all, average="macro", zero_division=0))
+        n = max(len(truth_all), 1)
+        out = {"reconstruction_loss": loss_sum / n, "unigram_loss": unigram_sum / n,
+               "nats_below_unigram": (unigram_sum - loss_sum) / n,
+               "top1": float(np.mean(truth_all == predicted_all)) if len(truth_all) else 0.0,
+               "macro_f1": float(f1_score(truth_all, predicted_all, average="macro", zero_division=0))
                if len(truth_all) else 0.0}
         if picks and phase.kind != "encoder-warmup":  # no t-th codebook during Eq. 13
             t = phase.position
@@ -279,6 +358,12 @@ class SelfSupervisedTraining:
         rng = np.random.default_rng([self.ctx.seed, index])
         generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
         plan = self._plan(phase, rng)
+        if phase.kind == "reconstructor-warmup" and self.state.picks is None:
+            # No k-means codebook before the warm-up (the encoder_warmup=false ablation): the
+            # IDs come from the untouched codebook rows.
+            _, self.state.picks = decoder_features(backbone, self.doc_tokens, self.state.codes[:, :0],
+                                                   batch_size=config.eval_batch_size, progress=self.ctx.progress,
+                                                   description="lmindexer: warm-up IDs of every document")
         if phase.kind == "reconstructor-warmup":
             named = [("reconstructor." + n, p) for n, p in self.reconstructor.named_parameters()]
         else:
@@ -291,6 +376,10 @@ class SelfSupervisedTraining:
         sums: dict[str, float] = {}
         every = int(config.diagnostics_every)
         on_cuda = backbone.on_cuda
+        last: dict[str, float] = {}
+        if every > 0:  # where the phase starts from
+            last = self.diagnose(phase)
+            self.state.curves.append({"phase": phase.name, "step": 0, "global_step": self._global_step(), **last})
         backbone.model.train()
         self.reconstructor.train()
         with torch.random.fork_rng(devices=[torch.device(backbone.device)] if on_cuda else [],
@@ -306,14 +395,17 @@ class SelfSupervisedTraining:
                         bar.advance(1)
                         bar.set_status(" ".join(f"{k[:5]} {float(v.detach()):.3f}" for k, v in losses.items()))
                         if every > 0 and (step % every == 0 or step == len(plan)):
+                            last = self.diagnose(phase)
                             self.state.curves.append({"phase": phase.name, "step": step,
                                                       "global_step": self._global_step() + step,
                                                       **{k: float(v.detach()) for k, v in losses.items()},
-                                                      **self.diagnose(phase)})
+                                                      **last})
             finally:
                 optimisation.release()
                 backbone.model.eval()
-        return {"steps": len(plan), **{f"mean_{k}": v / max(len(plan), 1) for k, v in sums.items()}}
+        reconstruction = {k: last[k] for k in RECONSTRUCTION_DIAGNOSTICS if k in last}
+        return {"steps": len(plan), **{f"mean_{k}": v / max(len(plan), 1) for k, v in sums.items()},
+                **reconstruction}
 
     def _global_step(self) -> int:
         return sum(p.get("steps", 0) for p in self.state.phases)
@@ -348,6 +440,8 @@ class SelfSupervisedTraining:
         self.state.anchor = np.asarray(assignment, dtype=np.int64)
         report = set_code_rows(self.backbone, t, centred if t > 0 else features, assignment, seed=self.ctx.seed,
                                require_signal=False, centre=True)
+        with torch.no_grad():  # what the indexer now picks (the IDs the warm-up reads)
+            self.state.picks = self.backbone.feature_logits(features, t).argmax(dim=-1).cpu().numpy()
         return {"kmeans_clusters": int(len(np.unique(assignment))), **report}
 
     def _assign(self, t: int) -> dict[str, Any]:
@@ -367,7 +461,7 @@ class SelfSupervisedTraining:
         if self.state.anchor is not None:  # how many documents kept their k-means code
             report["anchor_agreement"] = float(np.mean(picks == self.state.anchor))
         self.state.codes = np.concatenate([self.state.codes, picks[:, None]], axis=1)
-        self.state.anchor = None
+        self.state.anchor = self.state.picks = None
         report.update(_position_usage(self.state.codes, self.codebook_size, t))
         return report
 
@@ -398,6 +492,7 @@ class SelfSupervisedTraining:
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.checkpoint_dir / (CHECKPOINT + ".tmp")
         torch.save({"done": self.state.done, "codes": self.state.codes, "anchor": self.state.anchor,
+                    "picks": self.state.picks,
                     "curves": self.state.curves,
                     "phases": self.state.phases, "backbone": self.backbone.state_dict(),
                     "reconstructor": self.reconstructor.state_dict()}, tmp)
@@ -411,7 +506,7 @@ class SelfSupervisedTraining:
         self.backbone.load_state_dict(saved["backbone"])
         self.reconstructor.load_state_dict(saved["reconstructor"])
         self.state = State(codes=np.asarray(saved["codes"], dtype=np.int64), done=int(saved["done"]),
-                           anchor=saved.get("anchor"),
+                           anchor=saved.get("anchor"), picks=saved.get("picks"),
                            curves=list(saved["curves"]), phases=list(saved["phases"]))
         self.ctx.progress.log(f"lmindexer: resuming after {self.phases[self.state.done - 1].name} "
                               f"({self.state.done}/{len(self.phases)} phases done)")
@@ -431,4 +526,4 @@ def _describe(summary: dict[str, Any]) -> str:
     parts += [f"{k}={v:.3f}" for k, v in summary.items() if isinstance(v, float) and k != "seconds"]
     return ", ".join(parts)
 
-__all__ = ["AUTO_STEPS", "Phase", "SelfSupervisedTraining", "State", "hint_ratio", "phase_steps", "plan_phases"]
+__all__ = ["AUTO_STEPS", "PAPER_PRESET", "SCHEDULES", "Phase", "SelfSupervisedTraining", "State", "hint_ratio", "phase_steps", "plan_phases"]
