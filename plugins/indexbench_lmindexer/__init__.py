@@ -21,24 +21,37 @@ Where this differs from the paper's T5-base setup, and why:
 * Backbone: all-MiniLM-L6-v2 as encoder plus a 2-layer decoder warm-started from its first layers
   (the only pretrained model available offline; T5-base is 10x the compute on a 2-core CPU).
   Any local T5 checkpoint works through ``backbone=/path``.
-* Budget: the paper trains 30 epochs per Amazon dataset at batch 128; the CPU defaults
-  (`_schedule.AUTO_STEPS`) train about 1.1 epochs per position at batch 32 -- on amazon-scientific
-  272 reconstructor-only steps + 2 x 150, 18 minutes on 2 cores (benchmarks/README.md). Raise
-  the ``*_steps`` options on a GPU.
-* Encoder warm-up (Eq. 13): no steps by default (the k-means codebook initialisation still
-  runs). With a reconstructor still near unigram level, as it is after the CPU budget's warm-up,
-  the warm-up only blurs the pretrained features (measurements in `_schedule.AUTO_STEPS`);
-  ``encoder_warmup_steps=N`` runs it.
+* Budget: the paper trains 30 epochs per Amazon dataset at batch 128 (``schedule=paper``); the
+  CPU defaults (`_schedule.SCHEDULES`) train the reconstructor alone for 8 epochs (capped at
+  1,200 steps) and about 1.1 epochs per position at batch 32 -- on amazon-scientific 1,086
+  reconstructor-only steps + 2 x 150 (times in benchmarks/README.md).
+* Reconstructor (Eq. 5/7), as the authors' code has it and where the paper is silent: every
+  token is predicted, each from its own random subset of the other tokens (never itself); the
+  query is the ID vector, *normalised* before anything is added, and positions enter as a T5
+  relative-position bias. Two starts of ours, each measured (benchmarks/README.md, issue #12):
+  the bias starts as a locality prior (`_model.locality_bias`; T5's near-zero start ended 0.59
+  nats below unigram where this ends 1.76, same steps) and the output bias as the corpus's
+  unigram log-probabilities (from zero the loss stayed ~0.3 nats below unigram: at lr 1e-3 the
+  bias alone needs thousands of steps to span the vocabulary's frequencies).
+* Reconstructor warm-up (Eq. 12): conditioned on the IDs the frozen indexer picks with the
+  k-means codebook of position 1, as in the authors' warm-up (frozen ID generator and codebook),
+  so it learns what train@1 feeds it; the paper's equation has no ID at all. Its hints are the
+  first position's 0.5 (``warmup_hint_ratio``), not the authors' all-but-the-target: on 256
+  held-out items that reconstructor did better at its own context but worse on train@1's input.
+* Contrastive loss (Eq. 9): the positive is the document's own h from a second, independently
+  dropped-out pass (SimCSE, as the authors' code), computed without gradient (one backward pass
+  a step, not two); negatives are the batch's documents sharing the prefix. Pairs are scored by
+  cosine / temperature (0.1); ``contrastive_positive=self`` gives Eq. 9 as printed (h·h in the
+  numerator, a constant for normalised h) and ``contrastive_temperature=0`` raw dot products.
+* Encoder warm-up (Eq. 13): no steps on the CPU schedule (the k-means codebook initialisation
+  still runs); ``encoder_warmup_steps=N`` or ``schedule=paper`` runs it.
 * Code anchor: during train@t a cross-entropy (weight ``code_anchor``, 1) keeps position t's
-  codes on their k-means start; without it the straight-through reconstruction gradient of a
-  weak reconstructor drags most documents onto a few codes. ``code_anchor=0`` is the paper's
-  objective.
+  codes on their k-means start; ``code_anchor=0`` (and ``schedule=paper``) is the paper's
+  objective. Whether each of these two still earns its place is measured in benchmarks/README.md.
 * Codebook initialisation: k-means runs on the centred, normalised h^t (from t = 2 on, centred
   within each prefix group) and the centroids become rows of one norm fitted on held-out
   documents (`set_code_rows`): the raw features' dot products are in the hundreds, which
   saturates the softmax of Eq. 6 so no gradient would pass the straight-through look-up.
-* Contrastive loss: cosine / temperature (0.1) rather than raw dot products, for the same reason
-  (set ``contrastive_temperature=0`` for Eq. 9 as written).
 
 Importing this module is cheap: torch loads inside `assign_ids`.
 """
@@ -80,23 +93,31 @@ class LMIndexerConfig(GenerativeOptions):
     * ``index_max_length`` -- document tokens the indexer reads and reconstructs.
     * ``index_batch_size``; ``index_lr`` (pretrained weights) and ``index_fresh_lr`` (the
       reconstructor, codebooks and other untrained weights).
+    * ``schedule`` -- ``cpu`` (default) or ``paper``: Table 9's budget and objective for a GPU
+      (`_schedule.PAPER_PRESET`: 512 tokens, batch 128, lr 1e-3, 30 epochs a phase, encoder
+      warm-up on, no code anchor); options left at their defaults take the preset's values.
     * ``reconstructor_warmup_steps`` (Eq. 12), ``encoder_warmup_steps`` (Eq. 13, per position),
-      ``position_steps`` (Eq. 11, per position); 0 = auto: 2 epochs of the corpus capped at 300
-      steps, no encoder warm-up, and 1.1 epochs capped at 150 (`_schedule.AUTO_STEPS`).
-    * ``hint_ratios`` -- fraction of tokens shown to the reconstructor per position,
-      comma-separated (paper: 0.5,0.3); later positions reuse the last value.
+      ``position_steps`` (Eq. 11, per position); 0 = auto, from the schedule
+      (`_schedule.SCHEDULES`; ``cpu``: 8 epochs capped at 1,200 reconstructor-only steps, no
+      encoder warm-up, 1.1 epochs capped at 150 per position).
+    * ``hint_ratios`` -- fraction of the other tokens each prediction sees, per position,
+      comma-separated (paper: 0.5,0.3); later positions reuse the last value. 1 = all but the
+      target. ``warmup_hint_ratio`` -- the same for the reconstructor warm-up (0.5).
+    * ``query_positions`` -- ``relative`` (T5 bias, default) or ``absolute`` (a position
+      embedding added to the normalised ID query); see `_model.Reconstructor`.
     * ``reconstructor_init`` -- ``random`` (default, as in the paper) or ``encoder``: start the
-      reconstructor from the backbone encoder's position embeddings and first layer(s) when it is
-      BERT-like (`_model.init_from_bert`). ``encoder`` learns the warm-up far faster, but on
-      amazon-scientific the IDs then collapsed during train@1 (perplexity 50 of 256 against 176),
-      so it is not the default; see benchmarks/README.md.
-    * ``contrastive_temperature`` -- Eq. 9 scores: cosine / temperature, or 0 for raw dot products.
+      reconstructor's layers from the backbone encoder's first layer(s) when it is BERT-like
+      (`_model.init_from_bert`).
+    * ``train_word_embeddings`` -- whether the reconstruction loss trains W (the tied token
+      embeddings) after the warm-up, as in the paper (default true).
+    * ``contrastive_temperature`` -- Eq. 9 scores: cosine / temperature, or 0 for raw dot
+      products; ``contrastive_positive`` -- ``dropout`` (SimCSE second pass, default) or
+      ``self`` (Eq. 9 as printed).
     * ``code_anchor`` -- weight of a cross-entropy that keeps position t's codes on the k-means
-      codes its codebook started from during train@t (0 = off, as in the paper): against the
-      codes collapsing onto a few shared ones while the reconstructor is still weak (on 1,200
-      amazon items train@1 without it fell to perplexity 8 of 64 and AMI 0.17 from 0.45).
+      codes its codebook started from during train@t (0 = off, as in the paper).
     * ``diagnostics_every`` (steps) and ``diagnostics_documents`` -- the sample the training
-      curves (reconstruction macro-F1, perplexity, diff ratio) are measured on.
+      curves (reconstruction loss beside the unigram baseline, top-1, macro-F1, perplexity, diff
+      ratio) are measured on.
 
     Ablation switches (paper Table 2, Fig. 4, Table 5): ``contrastive``, ``commitment``,
     ``reconstructor_warmup``, ``encoder_warmup`` (encoder warm-up and k-means codebook

@@ -2,20 +2,27 @@
 
 Phases, for T-1 semantic positions (the last position de-duplicates and is not learned):
 
-1. ``reconstructor-warmup`` (Eq. 12): the reconstructor alone learns to fill masked tokens from
-   the hints, the semantic indexer frozen -- against reconstructor collapse.
+1. ``codebook@1`` then ``reconstructor-warmup`` (Eq. 12): the first position's codebook is
+   initialised by k-means (below), and the reconstructor alone learns to fill in tokens from the
+   hints and the IDs the frozen indexer picks with that codebook -- against reconstructor
+   collapse, and so that what it learns is what train@1 will feed it.
 2. For each position t:
 
    * ``encoder-warmup@t`` (Eq. 13): the indexer and reconstructor train with the continuous
      h_d^t in place of the t-th code -- against posterior collapse (only with
-     ``encoder_warmup_steps`` > 0: not by default, see `AUTO_STEPS`);
+     ``encoder_warmup_steps`` > 0: not on the CPU schedule, see `SCHEDULES`);
    * ``codebook@t``: E^t is initialised by k-means of {h_d^t} over the corpus (`set_code_rows`
      turns the centroids into ID-token rows of a fitted norm); from t = 2 on, of h_d^t centred
-     within each prefix group;
+     within each prefix group. At t = 1 it is the warm-up's codebook, refitted only after an
+     encoder warm-up (which moves h^1);
    * ``train@t`` (Eq. 11): reconstruction through the straight-through look-up, plus contrastive
      (Eq. 9) and commitment (Eq. 10) losses, and (``code_anchor``, not in the paper) a pull
      toward the k-means codes; then every document's c^t = argmax P_s, fixed from here on
      (progressive training).
+
+Every training phase is measured on a fixed sample of documents at its start and every
+``diagnostics_every`` steps: the reconstruction loss beside the corpus unigram's on the same
+tokens, top-1 accuracy and macro-F1, and the current position's perplexity and diff ratio.
 
 After each phase the whole state (weights, codes so far, history) is written to a checkpoint, so
 an interrupted run resumes at the next phase; every phase seeds its own random streams from the
