@@ -12,7 +12,8 @@ hint ratio, still without further training: what train@1 starts from.
 
 Variants are ``name:key=value:...`` over LMIndexer's options (e.g. ``rel:query_positions=relative``),
 plus ``bias_init=random`` (T5's near-zero start of the relative bias instead of the locality
-one); without any, the study in benchmarks/README.md is run. Writes a Markdown table to stdout.
+one) and ``output_bias=zero`` (instead of the corpus unigram log-probabilities); without any, the
+study in benchmarks/README.md is run. Writes a Markdown table to stdout.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
 DEFAULT_VARIANTS = [
-    "relative (default)",
-    "relative, T5's random bias start:bias_init=random",
-    "relative, hints 0.5:warmup_hint_ratio=0.5",
-    "absolute:query_positions=absolute",
+    "relative (default; hints 0.5)",
+    "relative, all but the target (authors' warm-up):warmup_hint_ratio=1",
+    "relative, T5's near-zero bias start:bias_init=random",
+    "absolute positions:query_positions=absolute",
+    "relative, neither start (T5 bias, zero output bias):bias_init=random:output_bias=zero",
 ]
 
 
@@ -57,6 +59,7 @@ def main() -> None:
     for variant in variants:
         name, options = parse(variant)
         random_bias = options.pop("bias_init", "") == "random"  # T5's start instead of the locality one
+        zero_output_bias = options.pop("output_bias", "") == "zero"  # instead of the corpus unigram
         config = build_config(entry.config_class, options, "lmindexer")
         backbone = load_backbone(config.backbone, seed=0)
         backbone.add_id_tokens((256,) * 3)
@@ -67,6 +70,9 @@ def main() -> None:
             with torch.random.fork_rng():
                 torch.manual_seed(0)
                 torch.nn.init.normal_(training.reconstructor.relative_bias.weight, std=0.02)
+        if zero_output_bias:
+            with torch.no_grad():
+                training.reconstructor.out_bias.zero_()
         held_out = np.sort(np.random.default_rng(123).choice(len(tokens), 256, replace=False))
         training.sample = held_out
         keep = np.setdiff1d(np.arange(len(tokens)), held_out)

@@ -293,7 +293,7 @@ def test_phases_follow_algorithm_1_and_the_ablation_switches():
     # learns what train@1 will feed it); an encoder warm-up moves h^1, so the codebook is refitted.
     assert names() == ["codebook@1", "reconstructor-warmup", "encoder-warmup@1", "codebook@1 (refit)", "train@1",
                        "encoder-warmup@2", "codebook@2", "train@2"]
-    assert names(encoder_warmup_steps=0) == ["codebook@1", "reconstructor-warmup", "train@1", "codebook@2",
+    assert names(encoder_warmup_steps=-1) == ["codebook@1", "reconstructor-warmup", "train@1", "codebook@2",
                                              "train@2"]
     assert names(reconstructor_warmup=False)[:2] == ["encoder-warmup@1", "codebook@1"]
     assert names(encoder_warmup=False) == ["reconstructor-warmup", "train@1", "train@2"]
@@ -303,11 +303,12 @@ def test_auto_steps_scale_with_the_corpus_up_to_the_cpu_caps():
     from indexbench_lmindexer._schedule import plan_phases
 
     auto = make(reconstructor_warmup_steps=0, encoder_warmup_steps=0, position_steps=0, index_batch_size=32)
-    assert [p.steps for p in plan_phases(auto.config, 2, 300)] == [0, 75, 11, 0, 11]
-    assert [p.steps for p in plan_phases(auto.config, 2, 4344)] == [0, 1086, 150, 0, 150]
-    assert [p.steps for p in plan_phases(auto.config, 1, 100_000)] == [0, 1200, 150]
-    # No encoder warm-up by default, but the k-means codebook initialisation still runs.
-    assert [p.name for p in plan_phases(auto.config, 1, 300)] == ["codebook@1", "reconstructor-warmup", "train@1"]
+    assert [p.steps for p in plan_phases(auto.config, 2, 300)] == [0, 75, 10, 0, 11, 10, 0, 11]
+    assert [p.steps for p in plan_phases(auto.config, 2, 4344)] == [0, 1086, 136, 0, 150, 136, 0, 150]
+    assert [p.steps for p in plan_phases(auto.config, 1, 100_000)] == [0, 1200, 150, 0, 150]
+    assert [p.name for p in plan_phases(auto.config, 1, 300)] == [
+        "codebook@1", "reconstructor-warmup", "encoder-warmup@1", "codebook@1 (refit)", "train@1"]
+    assert auto.config.code_anchor == 0  # the paper's objective
 
 
 def test_the_paper_schedule_presets_table_9_and_keeps_explicit_options():
@@ -331,6 +332,8 @@ def test_bad_options_are_config_errors():
         make(reconstructor_layers=0)
     with pytest.raises(ConfigError, match="position_steps"):
         make(position_steps=-1)
+    with pytest.raises(ConfigError, match="encoder_warmup_steps"):
+        make(encoder_warmup_steps=-2)
     with pytest.raises(ConfigError, match="reconstructor_init"):
         make(reconstructor_init="pretrained")
     with pytest.raises(ConfigError, match="code_anchor"):

@@ -23,8 +23,9 @@ Where this differs from the paper's T5-base setup, and why:
   Any local T5 checkpoint works through ``backbone=/path``.
 * Budget: the paper trains 30 epochs per Amazon dataset at batch 128 (``schedule=paper``); the
   CPU defaults (`_schedule.SCHEDULES`) train the reconstructor alone for 8 epochs (capped at
-  1,200 steps) and about 1.1 epochs per position at batch 32 -- on amazon-scientific 1,086
-  reconstructor-only steps + 2 x 150 (times in benchmarks/README.md).
+  1,200 steps), then per position one epoch of encoder warm-up and 1.1 of training at batch 32
+  -- on amazon-scientific 1,086 reconstructor-only steps + 2 x (136 + 150), 28 minutes on 2
+  cores (benchmarks/README.md).
 * Reconstructor (Eq. 5/7), as the authors' code has it and where the paper is silent: every
   token is predicted, each from its own random subset of the other tokens (never itself); the
   query is the ID vector, *normalised* before anything is added, and positions enter as a T5
@@ -43,11 +44,13 @@ Where this differs from the paper's T5-base setup, and why:
   a step, not two); negatives are the batch's documents sharing the prefix. Pairs are scored by
   cosine / temperature (0.1); ``contrastive_positive=self`` gives Eq. 9 as printed (h·h in the
   numerator, a constant for normalised h) and ``contrastive_temperature=0`` raw dot products.
-* Encoder warm-up (Eq. 13): no steps on the CPU schedule (the k-means codebook initialisation
-  still runs); ``encoder_warmup_steps=N`` or ``schedule=paper`` runs it.
-* Code anchor: during train@t a cross-entropy (weight ``code_anchor``, 1) keeps position t's
-  codes on their k-means start; ``code_anchor=0`` (and ``schedule=paper``) is the paper's
-  objective. Whether each of these two still earns its place is measured in benchmarks/README.md.
+* Objective and schedule: the paper's -- Eq. 13's encoder warm-up runs (one epoch a position on
+  the CPU schedule) and nothing pulls the codes. Sessions 9-10 had departed from both (no encoder
+  warm-up, and a ``code_anchor`` cross-entropy keeping the codes on their k-means start) while
+  the reconstructor stayed at unigram level; with the fixed reconstructor the paper's schedule
+  no longer collapses and scores slightly higher (AMI 0.459 against 0.454), so the departures
+  went (benchmarks/README.md, issue #12). ``code_anchor=W`` is still an option. Without the
+  encoder warm-up, unanchored training does collapse (AMI 0.35, perplexity 77 of 256).
 * Codebook initialisation: k-means runs on the centred, normalised h^t (from t = 2 on, centred
   within each prefix group) and the centroids become rows of one norm fitted on held-out
   documents (`set_code_rows`): the raw features' dot products are in the hundreds, which
@@ -74,7 +77,7 @@ from indexbench.semantic_ids import id_options, ids_from_codes, resolve_id_shape
 
 # Part of the artifact key: bump it whenever a change alters the IDs or weights that training
 # produces, so that cached results of the old algorithm are never reused for the new one.
-__version__ = "0.3.0"
+__version__ = "0.3.1"
 
 NAMESPACE = "lmindexer"
 
@@ -98,8 +101,10 @@ class LMIndexerConfig(GenerativeOptions):
       warm-up on, no code anchor); options left at their defaults take the preset's values.
     * ``reconstructor_warmup_steps`` (Eq. 12), ``encoder_warmup_steps`` (Eq. 13, per position),
       ``position_steps`` (Eq. 11, per position); 0 = auto, from the schedule
-      (`_schedule.SCHEDULES`; ``cpu``: 8 epochs capped at 1,200 reconstructor-only steps, no
-      encoder warm-up, 1.1 epochs capped at 150 per position).
+      (`_schedule.SCHEDULES`; ``cpu``: 8 epochs capped at 1,200 reconstructor-only steps, then
+      per position 1 epoch capped at 150 of encoder warm-up and 1.1 epochs capped at 150).
+      ``encoder_warmup_steps=-1`` skips the encoder warm-up but keeps the k-means codebook
+      initialisation (``encoder_warmup=false`` drops both).
     * ``hint_ratios`` -- fraction of the other tokens each prediction sees, per position,
       comma-separated (paper: 0.5,0.3); later positions reuse the last value. 1 = all but the
       target. ``warmup_hint_ratio`` -- the same for the reconstructor warm-up (0.5).
@@ -114,7 +119,7 @@ class LMIndexerConfig(GenerativeOptions):
       products; ``contrastive_positive`` -- ``dropout`` (SimCSE second pass, default) or
       ``self`` (Eq. 9 as printed).
     * ``code_anchor`` -- weight of a cross-entropy that keeps position t's codes on the k-means
-      codes its codebook started from during train@t (0 = off, as in the paper).
+      codes its codebook started from during train@t (0 = off, the default, as in the paper).
     * ``diagnostics_every`` (steps) and ``diagnostics_documents`` -- the sample the training
       curves (reconstruction loss beside the unigram baseline, top-1, macro-F1, perplexity, diff
       ratio) are measured on.
@@ -144,7 +149,7 @@ class LMIndexerConfig(GenerativeOptions):
     contrastive_positive: str = "dropout"
     schedule: str = "cpu"
     commitment: bool = True
-    code_anchor: float = 1.0
+    code_anchor: float = 0.0
     reconstructor_warmup: bool = True
     encoder_warmup: bool = True
     diagnostics_every: int = 50
@@ -186,9 +191,12 @@ class LMIndexerConfig(GenerativeOptions):
                               f"got {self.reconstructor_init!r}")
         if self.reconstructor_layers < 1:
             raise ConfigError(f"lmindexer option 'reconstructor_layers' must be >= 1, got {self.reconstructor_layers}")
-        for option in ("reconstructor_warmup_steps", "encoder_warmup_steps", "position_steps"):
+        for option in ("reconstructor_warmup_steps", "position_steps"):
             if getattr(self, option) < 0:
                 raise ConfigError(f"lmindexer option {option!r} must be >= 0 (0 = auto), got {getattr(self, option)}")
+        if self.encoder_warmup_steps < -1:
+            raise ConfigError(f"lmindexer option 'encoder_warmup_steps' must be >= -1 (0 = auto, -1 = none), "
+                              f"got {self.encoder_warmup_steps}")
         if self.code_anchor < 0:
             raise ConfigError(f"lmindexer option 'code_anchor' must be >= 0, got {self.code_anchor}")
         if self.index_batch_size < 2:

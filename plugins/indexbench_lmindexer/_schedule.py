@@ -76,7 +76,7 @@ class Phase:
 SCHEDULES = {  # schedule: {option: (epochs, cap)} -- what 0 ("auto") means for N documents
     "cpu": {
         "reconstructor_warmup_steps": (8.0, 1200),
-        "encoder_warmup_steps": (0.0, 0),
+        "encoder_warmup_steps": (1.0, 150),
         "position_steps": (1.1, 150),
     },
     "paper": {  # Table 9: 30 epochs a phase (the authors' scripts: warm-ups included), no cap
@@ -86,13 +86,10 @@ SCHEDULES = {  # schedule: {option: (epochs, cap)} -- what 0 ("auto") means for 
     },
 }
 """The CPU budget (``schedule=cpu``, the default): amazon-scientific (4,344 items, batch 32) gets
-1,086 reconstructor-only steps (cheap: the frozen indexer's codes are computed once) and 2 x 150
-steps of train@t; the built-in sample (300 items) 75 + 2 x 11, so a first run takes a couple of
-minutes. ``schedule=paper`` is Table 9's budget for a GPU (`PAPER_PRESET`).
-
-The CPU schedule gives the encoder warm-up of Eq. 13 no steps (codebook@t's k-means still runs);
-benchmarks/README.md has the measurements behind that choice. Set ``encoder_warmup_steps`` to
-run it."""
+1,086 reconstructor-only steps (cheap: the frozen indexer's codes are computed once), then per
+position 136 steps of encoder warm-up and 150 of train@t, 28 minutes on 2 cores; the built-in
+sample (300 items) 75 + 2 x (10 + 11), so a first run takes a few minutes. ``schedule=paper`` is
+Table 9's budget for a GPU (`PAPER_PRESET`)."""
 
 AUTO_STEPS = SCHEDULES["cpu"]
 
@@ -105,10 +102,12 @@ PAPER_PRESET = {"index_max_length": 512, "index_batch_size": 128, "index_lr": 1e
 
 def phase_steps(config: Any, option: str, n_docs: int) -> int:
     """Steps of a phase: the option's value, or for 0 its epochs over the corpus up to its cap
-    (0 steps when `AUTO_STEPS` gives it none)."""
+    (0 steps when the schedule gives it none, or for -1)."""
     value = int(getattr(config, option))
     if value > 0:
         return value
+    if value < 0:  # encoder_warmup_steps=-1: none
+        return 0
     epochs, cap = SCHEDULES[getattr(config, "schedule", "cpu")][option]
     if epochs <= 0:
         return 0
