@@ -228,52 +228,47 @@ def reset_registry() -> None:
 
 
 @dataclass(frozen=True)
-class IndexerSpec:
-    """An indexer name plus options, as written on the command line: ``name:key=value:...``."""
+class OptionSpec:
+    """A name plus options, as written on the command line: ``name:key=value:...``."""
 
     name: str
     options: tuple[tuple[str, str], ...] = ()
+    what = "option"  # what the name names, in error messages
 
     @classmethod
-    def parse(cls, text: str) -> IndexerSpec:
-        return cls(*parse_spec(text, "indexer"))
+    def parse(cls, text: str):
+        """``name:key=value:...`` -> the spec, options sorted; a clear error for a malformed one."""
+        name, *parts = text.strip().split(":")
+        options = []
+        for part in parts:
+            key, sep, value = part.partition("=")
+            if not sep or not key:
+                raise ConfigError(f"{cls.what} option {part!r} in {text!r} is not of the form key=value")
+            options.append((key.strip().replace("-", "_"), value.strip()))
+        return cls(name.strip(), tuple(sorted(options)))
 
     @property
     def label(self) -> str:
-        """The canonical name results are filed under."""
+        """The canonical name results are filed under (options included)."""
         return ":".join([self.name, *(f"{k}={v}" for k, v in self.options)])
+
+
+@dataclass(frozen=True)
+class IndexerSpec(OptionSpec):
+    """An indexer name plus options: ``bm25:k1=0.9``."""
+
+    what = "indexer"
 
     def build_config(self, entry: IndexerEntry) -> Any:
         return build_config(entry.config_class, dict(self.options), f"indexer {self.name!r}")
 
 
-def parse_spec(text: str, what: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """``name:key=value:...`` -> (name, sorted (key, value) pairs); ``what`` names it in errors."""
-    name, *parts = text.strip().split(":")
-    options = []
-    for part in parts:
-        key, sep, value = part.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{what} option {part!r} in {text!r} is not of the form key=value")
-        options.append((key.strip().replace("-", "_"), value.strip()))
-    return name.strip(), tuple(sorted(options))
-
-
 @dataclass(frozen=True)
-class DatasetSpec:
-    """A dataset name plus options, as written on the command line: ``name:key=value:...``."""
+class DatasetSpec(OptionSpec):
+    """A dataset name plus options (they change the data, so they are part of its label):
+    ``amazon-scientific:category_text=true``."""
 
-    name: str
-    options: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def parse(cls, text: str) -> DatasetSpec:
-        return cls(*parse_spec(text, "dataset"))
-
-    @property
-    def label(self) -> str:
-        """The name its records are filed under (options included: they change the data)."""
-        return ":".join([self.name, *(f"{k}={v}" for k, v in self.options)])
+    what = "dataset"
 
     def build_config(self, entry: DatasetEntry) -> Any:
         if entry.config_class is None:
