@@ -30,10 +30,10 @@ Where this differs from the paper's T5-base setup, and why:
   token is predicted, each from its own random subset of the other tokens (never itself); the
   query is the ID vector, *normalised* before anything is added, and positions enter as a T5
   relative-position bias. Two starts of ours, each measured (benchmarks/README.md, issue #12):
-  the bias starts as a locality prior (`_model.locality_bias`; T5's near-zero start ended 0.59
-  nats below unigram where this ends 1.76, same steps) and the output bias as the corpus's
-  unigram log-probabilities (from zero the loss stayed ~0.3 nats below unigram: at lr 1e-3 the
-  bias alone needs thousands of steps to span the vocabulary's frequencies).
+  the bias starts as a locality prior (`_model.locality_bias`; after 272 warm-up steps T5's
+  near-zero start ended 0.55 nats below unigram on held-out items, this one 1.08) and the output
+  bias as the corpus's unigram log-probabilities (with neither start: 0.28; at lr 1e-3 the bias
+  alone needs thousands of steps to span the vocabulary's frequencies).
 * Reconstructor warm-up (Eq. 12): conditioned on the IDs the frozen indexer picks with the
   k-means codebook of position 1, as in the authors' warm-up (frozen ID generator and codebook),
   so it learns what train@1 feeds it; the paper's equation has no ID at all. Its hints are the
