@@ -70,8 +70,6 @@ def decoder_features(backbone: Seq2SeqBackbone, doc_tokens: Sequence[list[int]],
     import numpy as np
     import torch
 
-    from .decoding import decoder_inputs
-
     model = backbone.model
     was_training = model.training
     model.eval()
@@ -84,16 +82,27 @@ def decoder_features(backbone: Seq2SeqBackbone, doc_tokens: Sequence[list[int]],
             iterator = progress.track(batches, description, total=len(batches)) if progress is not None else batches
             for lo in iterator:
                 ids, mask = backbone.text.collate(list(doc_tokens[lo : lo + batch_size]), backbone.device)
-                # decoder_inputs drops the last code: pad the prefix with a dummy one.
                 codes = torch.as_tensor(prefixes[lo : lo + batch_size], device=backbone.device)
-                codes = torch.cat([codes, codes.new_zeros((len(codes), 1))], dim=1)
-                hidden, _ = backbone.decode(decoder_inputs(backbone, codes), backbone.encode(ids, mask), mask)
-                last = hidden[:, position]
+                last = prefix_states(backbone, ids, mask, codes)[:, position]
                 features.append(backbone.head_features(last).float().cpu())
                 picks.append(backbone.position_logits(last, position).argmax(dim=-1).cpu())
     finally:
         model.train(was_training)
     return torch.cat(features), torch.cat(picks).numpy().astype(np.int64)
+
+
+def prefix_states(backbone: Seq2SeqBackbone, ids, mask, prefixes):
+    """Decoder states (B, t+1, D) for documents ``ids``/``mask`` and their ID ``prefixes`` (B, t):
+    position t's state is what the head reads to score the t-th code. (Gradients flow as the
+    caller's mode allows; the caller picks autocast.)"""
+    import torch
+
+    from .decoding import decoder_inputs
+
+    # decoder_inputs drops the last code: pad the prefix with a dummy one.
+    padded = torch.cat([prefixes, prefixes.new_zeros((len(prefixes), 1))], dim=1)
+    hidden, _ = backbone.decode(decoder_inputs(backbone, padded), backbone.encode(ids, mask), mask)
+    return hidden
 
 
 def set_code_rows(backbone: Seq2SeqBackbone, position: int, features, codes, *, seed: int = 0,
@@ -183,4 +192,4 @@ def _unit_means(feats, codes, k: int):
     return centred / centred.norm(dim=1, keepdim=True).clamp(min=1e-6), present
 
 
-__all__ = ["decoder_features", "group_means", "init_first_position", "set_code_rows"]
+__all__ = ["decoder_features", "group_means", "prefix_states", "init_first_position", "set_code_rows"]

@@ -43,8 +43,7 @@ import numpy as np
 import torch
 
 from indexbench.data import SemanticIds
-from indexbench.generative.decoding import decoder_inputs
-from indexbench.generative.id_init import decoder_features, group_means, set_code_rows
+from indexbench.generative.id_init import decoder_features, group_means, prefix_states, set_code_rows
 from indexbench.kmeans import kmeans
 from indexbench.metrics import id_diagnostics
 from indexbench.optim import adamw
@@ -239,12 +238,8 @@ class SelfSupervisedTraining:
 
     def _semantic_state(self, ids, mask, prefix):
         """Decoder states (B, t+1, D) of the semantic indexer for the documents and ID prefixes."""
-        backbone = self.backbone
-        with backbone.autocast():
-            encoded = backbone.encode(ids, mask)
-            padded = torch.cat([prefix, prefix.new_zeros((len(prefix), 1))], dim=1)
-            hidden, _ = backbone.decode(decoder_inputs(backbone, padded), encoded, mask)
-        return hidden.float()
+        with self.backbone.autocast():
+            return prefix_states(self.backbone, ids, mask, prefix).float()
 
     def _forward(self, phase: Phase, rows, generator: torch.Generator):
         """The losses of one batch (a dict of scalar tensors) and the reconstruction outputs."""
