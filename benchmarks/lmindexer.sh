@@ -16,7 +16,8 @@ if [ "$DEVICE" = cpu ]; then SCIFACT_STEPS=":max_steps=100"; else SCIFACT_STEPS=
 timed lm-scifact indexbench run -i "lmindexer$SCIFACT_STEPS" -t document-retrieval -d scifact \
     --data-dir "$DATA" --device "$DEVICE" --json "$OUT/lm-scifact.json"
 # The ablations change one thing each against a baseline at the same budget: the paper's switches
-# (Table 2 commitment, Fig. 4 warm-ups and contrastive, Table 5 depth). The two departures that
+# (Table 2 commitment, Fig. 4 warm-ups and contrastive, Table 5 depth), and the oracle input for the
+# first position (codebook@1 from MiniLM embeddings, the two-stage input). The two departures that
 # sessions 9-10 had made the defaults (no encoder warm-up; a code anchor) are measured at the full
 # budget by lmindexer_fidelity.sh. On the CPU the budget is cut to ABLATION_BUDGET; on a GPU they
 # run at the defaults.
@@ -27,7 +28,7 @@ else
 fi
 ABLATIONS=""
 for switch in "" :commitment=false :contrastive=false :reconstructor_layers=2 :reconstructor_layers=3 \
-              :reconstructor_warmup=false :encoder_warmup=false; do
+              :reconstructor_warmup=false :encoder_warmup=false :first_codebook=minilm; do
     ABLATIONS="$ABLATIONS${ABLATIONS:+,}lmindexer$BUDGET$switch"
 done
 timed lm-ablations indexbench run -i "$ABLATIONS" \

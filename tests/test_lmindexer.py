@@ -344,6 +344,30 @@ def test_bad_options_are_config_errors():
         make(query_positions="none")
     with pytest.raises(ConfigError, match="warmup_hint_ratio"):
         make(warmup_hint_ratio=2.0)
+    with pytest.raises(ConfigError, match="unknown encoder 'word2vec'"):
+        make(first_codebook="word2vec")
+
+
+def test_the_first_codebook_oracle_clusters_the_given_embeddings_and_features_is_the_default_key():
+    """``first_codebook=ENCODER`` makes codebook@1 the k-means of that encoder's embeddings (the
+    two-stage input) instead of h^1; the default leaves the cache key as it was before the option."""
+    from indexbench.kmeans import kmeans
+
+    training = _training(n=160)
+    emb = np.random.default_rng(1).normal(size=(160, 8)).astype(np.float32)
+    training.first_codebook_input = emb
+    training._codebook(training.phases[0])
+    centred = emb - emb.mean(axis=0, keepdims=True)
+    unit = centred / np.linalg.norm(centred, axis=1, keepdims=True)
+    expected = kmeans(unit, 64, seed=0, spherical=True)[1]
+    assert np.array_equal(training.state.anchor, expected)
+    own = _training(n=160)
+    own._codebook(own.phases[0])
+    assert not np.array_equal(own.state.anchor, expected)
+    corpus = small_corpus()
+    default_key = make()._key(corpus, 3, 64, RunContext(seed=0))
+    assert "first_codebook" not in default_key["options"]
+    assert make(first_codebook="tiny")._key(corpus, 3, 64, RunContext(seed=0))["options"]["first_codebook"] == "tiny"
 
 
 def test_schedule_runs_end_to_end_on_the_tiny_backbone_and_is_deterministic():

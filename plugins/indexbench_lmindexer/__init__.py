@@ -120,6 +120,10 @@ class LMIndexerConfig(GenerativeOptions):
       ``self`` (Eq. 9 as printed).
     * ``code_anchor`` -- weight of a cross-entropy that keeps position t's codes on the k-means
       codes its codebook started from during train@t (0 = off, the default, as in the paper).
+    * ``first_codebook`` -- what codebook@1's k-means clusters: ``features`` (the model's own
+      h¹, Eq. 10; default) or an encoder name (``minilm``): that encoder's sentence embeddings
+      of the documents (256 tokens), the input the two-stage indexers cluster. A diagnostic
+      (an oracle input for the first position), not the paper's method.
     * ``diagnostics_every`` (steps) and ``diagnostics_documents`` -- the sample the training
       curves (reconstruction loss beside the unigram baseline, top-1, macro-F1, perplexity, diff
       ratio) are measured on.
@@ -152,6 +156,7 @@ class LMIndexerConfig(GenerativeOptions):
     code_anchor: float = 0.0
     reconstructor_warmup: bool = True
     encoder_warmup: bool = True
+    first_codebook: str = "features"
     diagnostics_every: int = 50
     diagnostics_documents: int = 512
 
@@ -184,6 +189,14 @@ class LMIndexerConfig(GenerativeOptions):
                 raise ConfigError(f"lmindexer option {option!r} must be one of {', '.join(allowed)}, "
                                   f"got {getattr(self, option)!r}")
         self.parsed_hint_ratios()
+        if self.first_codebook != "features":
+            from indexbench.errors import UnknownNameError
+            from indexbench.registry import get_registry
+
+            try:
+                get_registry().encoder(self.first_codebook)
+            except UnknownNameError as exc:
+                raise ConfigError(f"lmindexer option 'first_codebook' is features or an encoder name: {exc}") from None
         if not 0.0 <= self.warmup_hint_ratio <= 1.0:
             raise ConfigError(f"lmindexer option 'warmup_hint_ratio' must be in [0, 1], got {self.warmup_hint_ratio}")
         if self.reconstructor_init not in ("encoder", "random"):
@@ -220,9 +233,22 @@ class LMIndexer:
 
     def _key(self, corpus: Corpus, t: int, k: int, ctx) -> dict[str, Any]:
         cfg = self.config
+        options = id_options(cfg)
+        if options.get("first_codebook") == "features":  # the default: keys from before the option stay valid
+            del options["first_codebook"]
         return {"corpus": corpus.fingerprint, "id_length": t, "codebook_size": k,
-                "options": id_options(cfg), "backbone": cfg.backbone, "decoder_layers": cfg.decoder_layers,
+                "options": options, "backbone": cfg.backbone, "decoder_layers": cfg.decoder_layers,
                 "seed": ctx.seed, "device": str(ctx.device).split(":")[0], "version": __version__}
+
+    def _first_codebook_input(self, corpus: Corpus, ctx):
+        """The documents' sentence embeddings for ``first_codebook=ENCODER`` (None for ``features``)."""
+        if self.config.first_codebook == "features":
+            return None
+        from indexbench.encoders import encode_cached, make_encoder
+
+        encoder = make_encoder(self.config.first_codebook, ctx.device)
+        return encode_cached(encoder, corpus.texts, ctx.cache, max_length=256, progress=ctx.progress,
+                             description=f"lmindexer: {encoder.name} embeddings for codebook@1")
 
     def _backbone(self, ctx, t: int, k: int):
         from indexbench.generative.backbones import load_backbone
@@ -251,7 +277,8 @@ class LMIndexer:
 
             backbone = self._backbone(ctx, t, k)
             tokens = backbone.text.tokenize(corpus.texts, max_length=self.config.index_max_length)
-            training = SelfSupervisedTraining(backbone, tokens, self.config, t - 1, ctx, checkpoints)
+            training = SelfSupervisedTraining(backbone, tokens, self.config, t - 1, ctx, checkpoints,
+                                              first_codebook_input=self._first_codebook_input(corpus, ctx))
             state = training.run()
             torch.save(backbone.state_dict(), directory / "model.pt")
             np.save(directory / "codes.npy", state.codes)

@@ -164,8 +164,11 @@ class SelfSupervisedTraining:
     """Runs the phases on one backbone (ID tokens added) over one tokenised corpus."""
 
     def __init__(self, backbone, doc_tokens: Sequence[list[int]], config: Any, levels: int, ctx: Any,
-                 checkpoint_dir: Path | None = None):
+                 checkpoint_dir: Path | None = None, first_codebook_input: np.ndarray | None = None):
         self.backbone = backbone
+        # When given (the ``first_codebook=ENCODER`` oracle), codebook@1 clusters these document
+        # embeddings instead of the model's own h^1: the two-stage indexers' input.
+        self.first_codebook_input = first_codebook_input
         self.doc_tokens = list(doc_tokens)
         self.config = config
         self.levels = levels
@@ -436,7 +439,11 @@ class SelfSupervisedTraining:
             centred = features - prefix_means[group]
         else:
             centred = features - features.mean(dim=0, keepdim=True)
-        unit = torch.nn.functional.normalize(centred, dim=1).numpy()
+        clustered = centred
+        if t == 0 and self.first_codebook_input is not None:
+            given = torch.as_tensor(self.first_codebook_input, dtype=torch.float32)
+            clustered = given - given.mean(dim=0, keepdim=True)
+        unit = torch.nn.functional.normalize(clustered, dim=1).numpy()
         _, assignment = kmeans(unit, self.codebook_size, seed=self.ctx.seed, spherical=True)
         self.state.anchor = np.asarray(assignment, dtype=np.int64)
         report = set_code_rows(self.backbone, t, centred if t > 0 else features, assignment, seed=self.ctx.seed,
