@@ -3,19 +3,32 @@
 An artifact is keyed by a namespace plus any JSON-serialisable key (typically a data fingerprint
 and the config that produced it), so a changed input or option can never return a stale result.
 Writes go to a temporary sibling and are renamed into place only once complete: an interrupted run
-leaves no half-written artifact behind.
+leaves no half-written artifact behind. A temporary sibling is named after the host and process
+writing it, so one left by a killed process (SIGKILL runs no cleanup) is recognised and removed
+by `ArtifactCache.remove_stale` when the next grid starts.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from .data import fingerprint_of
+
+STALE_AFTER_S = 24 * 3600.0
+"""A temporary directory this old is abandoned whoever wrote it (no artifact takes a day to write)."""
+
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+_WRITER = re.compile(r"^\.[^.]+\.(?P<host>[A-Za-z0-9-]+)-(?P<pid>\d+)\.")
+
 
 
 class ArtifactCache:
@@ -41,7 +54,7 @@ class ArtifactCache:
         """Yield an empty directory to fill; it becomes the artifact only if the block succeeds."""
         final = self.path(namespace, key)
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{_HOST}-{os.getpid()}.", dir=final.parent))
         try:
             yield tmp
         except BaseException:
@@ -51,6 +64,31 @@ class ArtifactCache:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.rename(final)
+
+    def remove_stale(self, *, max_age_s: float = STALE_AFTER_S) -> list[Path]:
+        """Remove temporary directories that no live writer owns: those of a process of this host
+        that has gone, and any older than ``max_age_s`` (a writer on another host, or one from
+        before writers were named). Returns what was removed."""
+        removed: list[Path] = []
+        if not self.enabled or not self.root.is_dir():
+            return removed
+        now = time.time()
+        for namespace in self.root.iterdir():
+            if not namespace.is_dir() or namespace.name.startswith("."):
+                continue
+            for tmp in namespace.glob(".*"):
+                if not tmp.is_dir():
+                    continue
+                owner = _WRITER.match(tmp.name)
+                try:
+                    age = now - tmp.stat().st_mtime
+                except OSError:
+                    continue
+                gone = owner is not None and owner["host"] == _HOST and not _alive(int(owner["pid"]))
+                if gone or age > max_age_s:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    removed.append(tmp)
+        return removed
 
     def get_or_create(
         self,
@@ -80,3 +118,13 @@ class ArtifactCache:
             np.save(directory / "array.npy", np.asarray(compute()))
 
         return self.get_or_create(namespace, key, create, lambda d: np.load(d / "array.npy"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):  # exists but is not ours, or cannot be asked: keep its files
+        return True
+    return True
