@@ -29,6 +29,9 @@ class DocumentRetrievalTask(RankingTask):
             return f"dataset {dataset.name} has no test qrels"
         return None
 
+    def no_test_queries_cause(self, dataset: Dataset) -> str:
+        return "no query of its test qrels has a relevance above 0 for a document of the corpus"
+
     def split(self, dataset: Dataset) -> tuple[RetrievalProblem, QuerySet]:
         train = _query_set(dataset, "train")
         pairs = [(train.queries[q], doc) for q, docs in train.qrels.items()

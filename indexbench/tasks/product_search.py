@@ -66,6 +66,13 @@ class ProductSearchTask(RankingTask):
             return f"dataset {dataset.name} has no category paths to build product-search queries from"
         return None
 
+    def no_test_queries_cause(self, dataset: Dataset) -> str:
+        n = len(build_queries(dataset.corpus))
+        if n == 0:
+            return "no item's category path goes below the root, and the root alone makes no query"
+        return (f"its category paths make only {n} distinct quer{'y' if n == 1 else 'ies'}, "
+                f"too few for a {SPLIT[2]:.0%} test split")
+
     def split(self, dataset: Dataset) -> tuple[RetrievalProblem, QuerySet]:
         queries = build_queries(dataset.corpus)
         train, dev, test = split_queries(list(queries))

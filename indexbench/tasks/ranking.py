@@ -52,10 +52,24 @@ class RankingTask:
         """How many documents to retrieve per query: the deepest metric cutoff."""
         return max(int(m.split("@")[1]) for m in self.metrics)
 
+    def no_test_queries_cause(self, dataset: Dataset) -> str:
+        """Why this dataset yields no usable test query (a subclass says it in its own terms)."""
+        return "no test query has a relevant document in the corpus"
+
     def skip_reason(self, indexer: Any, dataset: Dataset) -> str | None:
         if not isinstance(indexer, (RetrievingIndexer, IdIndexer)):
             return f"{indexer_name(indexer)} implements neither build_retriever nor assign_ids"
-        return self.dataset_skip_reason(dataset)
+        return self.dataset_skip_reason(dataset) or self._test_queries_reason(dataset)
+
+    def _test_queries_reason(self, dataset: Dataset) -> str | None:
+        """Decided before any fitting (the split is cheap next to training a model): a cell
+        without one scorable test query is skipped with its cause, not trained and then failed."""
+        _, test = self.split(dataset)
+        corpus = dataset.corpus
+        if any(q in test.queries and any(rel > 0 and doc in corpus for doc, rel in judged.items())
+               for q, judged in test.qrels.items()):
+            return None
+        return f"dataset {dataset.name} gives {self.name} no usable test query: {self.no_test_queries_cause(dataset)}"
 
     def evaluate(self, indexer: Any, dataset: Dataset, ctx: RunContext) -> TaskResult:
         from ..metrics import ranking_metrics

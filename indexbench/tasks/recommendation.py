@@ -52,6 +52,10 @@ class RecommendationTask(RankingTask):
             return f"dataset {dataset.name} has no user interaction sequences"
         return None
 
+    def no_test_queries_cause(self, dataset: Dataset) -> str:
+        return ("no user has two or more interactions with items of the corpus (a user's test target is "
+                "the last item and needs at least one before it)")
+
     def split(self, dataset: Dataset) -> tuple[RetrievalProblem, QuerySet]:
         pairs, dev, test = leave_one_out(dataset.corpus, dataset.interactions or {})
         problem = RetrievalProblem(task=self.name, corpus=dataset.corpus, train_pairs=pairs, dev=dev,
