@@ -50,9 +50,9 @@ def build_tables(records: Sequence[RunRecord], headline: dict[str, Sequence[str]
             if r.status == "ok":
                 cells = [_fmt(r.metrics.get(m)) for m in metrics]
                 cells += [fmt.format(r.timings[key]) if key in r.timings else "" for key, _, fmt in timings]
-                rows.append([r.indexer, *cells])
+                rows.append([indexer_label(r), *cells])
             else:
-                rows.append([r.indexer, f"{r.status}: {r.reason}", *[""] * (len(metrics) + len(timings) - 1)])
+                rows.append([indexer_label(r), f"{r.status}: {r.reason}", *[""] * (len(metrics) + len(timings) - 1)])
             if r.status == "ok":  # the whole cell: IDs, training, indexing and evaluation
                 rows[-1].append(f"{r.duration_s:.1f}" if r.duration_s else "")
             else:
@@ -60,6 +60,16 @@ def build_tables(records: Sequence[RunRecord], headline: dict[str, Sequence[str]
         columns = ["indexer", *metrics, *(label for _, label, _ in timings), "cell s"]
         tables.append(Table(dataset, task, columns, rows, recs))
     return sorted(tables, key=lambda t: (t.dataset, t.task))
+
+
+def indexer_label(record: RunRecord) -> str:
+    """The indexer's name, plus the plugin (and version) that produced it when that is a
+    third-party plugin: a name alone could pass off another package's results as a built-in's."""
+    plugin = record.config.get("plugin") if isinstance(record.config, dict) else None
+    if not isinstance(plugin, dict) or plugin.get("builtin", True):
+        return record.indexer
+    version = f" {plugin['version']}" if plugin.get("version") else ""
+    return f"{record.indexer} ({plugin.get('name', '?')}{version})"
 
 
 def _union(dicts) -> list[str]:

@@ -4,6 +4,12 @@ Plugins come from the entry-point group ``indexbench`` (the built-in methods in 
 included) plus the core's own built-ins (tasks, dataset formats, encoders), which register through
 the very same hooks. A plugin that fails to import, or whose hook raises, is recorded with its
 error and skipped: one broken third-party package must not take the whole tool down.
+
+Names are resolved deterministically, whatever order entry points come in: the core and the
+methods shipped with indexbench load first and keep their names; a third-party plugin that
+registers a taken built-in name is told so (``indexbench plugins``) and that one item is dropped;
+a name that two third-party plugins register belongs to neither -- looking it up is an error that
+names both plugins and how to disable one.
 """
 
 from __future__ import annotations
@@ -84,6 +90,8 @@ class PluginInfo:
     version: str = ""
     registers: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None
+    builtin: bool = False
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -94,28 +102,37 @@ class Registry:
     encoders: dict[str, EncoderEntry] = field(default_factory=dict)
     backbones: dict[str, BackboneEntry] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
+    ambiguous: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    """(kind, name) -> the third-party plugins that all register that name (none of them gets it)."""
 
     def indexer(self, name: str) -> IndexerEntry:
-        return _lookup(self.indexers, "indexer", name)
+        return self._lookup(self.indexers, "indexer", name)
 
     def task(self, name: str) -> Any:
-        return _lookup(self.tasks, "task", name)
+        return self._lookup(self.tasks, "task", name)
 
     def dataset(self, name: str) -> DatasetEntry:
-        return _lookup(self.datasets, "dataset", name)
+        return self._lookup(self.datasets, "dataset", name)
 
     def encoder(self, name: str) -> EncoderEntry:
-        return _lookup(self.encoders, "encoder", name)
+        return self._lookup(self.encoders, "encoder", name)
 
     def backbone(self, name: str) -> BackboneEntry:
-        return _lookup(self.backbones, "backbone", name)
+        return self._lookup(self.backbones, "backbone", name)
 
+    def plugin(self, name: str) -> PluginInfo | None:
+        return next((p for p in self.plugins if p.name == name), None)
 
-def _lookup(table: dict[str, Any], kind: str, name: str) -> Any:
-    try:
-        return table[name]
-    except KeyError:
-        raise UnknownNameError(kind, name, table) from None
+    def _lookup(self, table: dict[str, Any], kind: str, name: str) -> Any:
+        owners = self.ambiguous.get((kind, name))
+        if owners:
+            raise ConfigError(
+                f"{kind} {name!r} is registered by {len(owners)} plugins ({', '.join(owners)}), so by "
+                f"neither; disable all but one with INDEXBENCH_DISABLE_PLUGINS={owners[-1]} (or uninstall it)")
+        try:
+            return table[name]
+        except KeyError:
+            raise UnknownNameError(kind, name, table) from None
 
 
 _HOOKS = {
@@ -142,20 +159,46 @@ def _collect(registry: Registry, plugin_name: str, module: Any, info: PluginInfo
         items: list[tuple[str, Any]] = []
         impl(register=lambda item, _items=items: _items.append((item.name, item)))
         staged[attr] = items
-    # Nothing is registered unless every hook succeeded and no name clashes.
+    # Nothing is registered unless every hook succeeded; then each name is settled.
     for attr, items in staged.items():
+        kind = _HOOKS_BY_ATTR[attr]
         table = getattr(registry, attr)
-        for name, _ in items:
-            if name in table:
-                owner = getattr(table[name], "plugin", "") or "another plugin"
-                raise ValueError(f"{_HOOKS_BY_ATTR[attr]} {name!r} is already registered by {owner}")
-    for attr, items in staged.items():
-        table = getattr(registry, attr)
+        if len({name for name, _ in items}) < len(items):
+            raise ValueError(f"registers the {kind} name "
+                             f"{next(n for n, _ in items if [m for m, _ in items].count(n) > 1)!r} twice")
         for name, item in items:
             if dataclasses.is_dataclass(item) and hasattr(item, "plugin"):
                 item = dataclasses.replace(item, plugin=plugin_name)
+            if not _settle(registry, kind, table, name, info):
+                continue
             table[name] = item
-            info.registers.setdefault(_HOOKS_BY_ATTR[attr], []).append(name)
+            info.registers.setdefault(kind, []).append(name)
+
+
+def _settle(registry: Registry, kind: str, table: dict[str, Any], name: str, info: PluginInfo) -> bool:
+    """Whether ``info``'s plugin gets ``name``; records the clash on every plugin involved if not."""
+    if (kind, name) in registry.ambiguous:
+        registry.ambiguous[(kind, name)].append(info.name)
+        info.warnings.append(f"{kind} {name!r} is also registered by "
+                             f"{', '.join(registry.ambiguous[(kind, name)][:-1])}: not usable until one is disabled")
+        return False
+    if name not in table:
+        return True
+    owner_name = getattr(table[name], "plugin", "") or "another plugin"
+    owner = registry.plugin(owner_name)
+    if owner is None or owner.builtin:
+        if info.builtin:  # two built-ins clashing is a bug in indexbench itself
+            raise ValueError(f"{kind} {name!r} is already registered by {owner_name}")
+        info.warnings.append(f"{kind} {name!r} is a built-in name (of {owner_name}); this plugin's {kind} "
+                             "of that name is not registered -- rename it")
+        return False
+    # Two third-party plugins: neither wins, and both are told.
+    del table[name]
+    owner.registers[kind].remove(name)
+    owner.warnings.append(f"{kind} {name!r} is also registered by {info.name}: not usable until one is disabled")
+    info.warnings.append(f"{kind} {name!r} is also registered by {owner_name}: not usable until one is disabled")
+    registry.ambiguous[(kind, name)] = [owner_name, info.name]
+    return False
 
 
 _HOOKS_BY_ATTR = {attr: kind for attr, kind in _HOOKS.values()}
@@ -174,31 +217,41 @@ def load_registry(extra_plugins: list[Any] | None = None) -> Registry:
     registry = Registry()
     disabled = {n.strip() for n in os.environ.get("INDEXBENCH_DISABLE_PLUGINS", "").split(",") if n.strip()}
 
-    candidates: list[tuple[str, str, Callable[[], Any]]] = [
-        ("indexbench (built-in)", _version("indexbench"), lambda: builtins)
+    # Built-ins first (the core, then the methods shipped in the indexbench distribution), then
+    # third-party plugins, each group by entry-point name: the order never depends on how entry
+    # points happen to be listed, and a third-party plugin can never take a built-in's name.
+    candidates: list[tuple[str, str, bool, Callable[[], Any]]] = [
+        ("indexbench (built-in)", _version("indexbench"), True, lambda: builtins)
     ]
-    for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        if ep.name in disabled:
-            continue
+    points = [ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name not in disabled]
+    for ep in sorted(points, key=lambda e: (not _shipped(e), e.name)):
         version = ep.dist.version if ep.dist is not None else ""
-        candidates.append((ep.name, version, ep.load))
+        candidates.append((ep.name, version, _shipped(ep), ep.load))
     for module in extra_plugins or []:
         name = getattr(module, "__name__", repr(module))
-        candidates.append((name, "", lambda m=module: m))
+        candidates.append((name, "", False, lambda m=module: m))
 
-    for name, version, load in candidates:
-        info = PluginInfo(name=name, version=version)
+    for name, version, builtin, load in candidates:
+        info = PluginInfo(name=name, version=version, builtin=builtin)
         registry.plugins.append(info)
+        module = None
         try:
             module = load()
             pm.register(module, name=name)
             _collect(registry, name, module, info)
-        except Exception as exc:  # a broken plugin is reported, never fatal
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a broken plugin is reported, never fatal (SystemExit included)
             info.error = f"{type(exc).__name__}: {exc}"
             info.registers.clear()
-            if pm.is_registered(locals().get("module")):
+            if module is not None and pm.is_registered(module):
                 pm.unregister(module)
     return registry
+
+
+def _shipped(ep: importlib.metadata.EntryPoint) -> bool:
+    """Whether an entry point comes with indexbench itself (the methods in ``plugins/``)."""
+    return ep.dist is not None and (ep.dist.name or "").lower() == "indexbench"
 
 
 def _version(dist: str) -> str:
