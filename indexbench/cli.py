@@ -88,9 +88,14 @@ def _sigterm_unwinds():
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _headlines() -> dict[str, list[str]]:
@@ -124,26 +129,63 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Run every indexer × task × dataset cell, store the records and print a leaderboard."""
+    from . import paths
     from .console import RichProgress
+    from .errors import IndexbenchError
     from .leaderboard import build_tables, render_json, render_rich
     from .registry import get_registry
     from .runner import run_grid
+    from .store import ResultStore
 
     tasks = _split(task) or sorted(get_registry().tasks)
-    with _sigterm_unwinds(), RichProgress(enabled=not quiet) as progress:
-        records = run_grid(
-            _split(indexer), tasks, _split(dataset) or ["sample"], data_dir=data_dir, cache_dir=cache_dir,
-            use_cache=not no_cache, store=store, seed=seed, device=device, progress=progress,
-        )
     if json_path is not None:
-        _write_atomic(json_path, render_json(records))
+        paths.check_writable_file(json_path, "--json")
+    results = ResultStore(paths.results_path(store))
+    try:
+        with _sigterm_unwinds(), RichProgress(enabled=not quiet) as progress:
+            records = run_grid(
+                _split(indexer), tasks, _split(dataset) or ["sample"], data_dir=data_dir, cache_dir=cache_dir,
+                use_cache=not no_cache, store=results, seed=seed, device=device, progress=progress,
+            )
+    except KeyboardInterrupt:
+        _console(stderr=True).print(
+            f"[bold red]interrupted:[/] the cells that finished are in {results.path}; the one running was "
+            "dropped (its finished artifacts stay cached, so a rerun resumes)", soft_wrap=True)
+        raise typer.Exit(130) from None
     render_rich(build_tables(records, _headlines()), _console())
-    from . import paths
-
-    _console(stderr=True).print(f"[dim]{len(records)} record{'' if len(records) == 1 else 's'} stored in {paths.results_path(store)}"
-                                f"{f' and {json_path}' if json_path else ''}[/]")
+    err = _console(stderr=True)
+    written = ""
+    if json_path is not None:
+        try:
+            _write_atomic(json_path, render_json(records))
+            written = f" and {json_path}"
+        except OSError as exc:
+            err.print(f"[bold red]error:[/] {json_path}: could not be written ({exc.strerror or exc}); "
+                      f"the records are in {results.path}", soft_wrap=True)
+            raise typer.Exit(2) from None
+    if results.recovered_to is not None:
+        raise IndexbenchError(f"{results.path}: some records could not be stored ({results.recovery_problem}); "
+                              f"they are in {results.recovered_to}: `indexbench import {results.recovered_to}` adds them")
+    err.print(f"[dim]{len(records)} record{'' if len(records) == 1 else 's'} stored in {results.path}{written}[/]")
     if any(r.status == "error" for r in records):
         raise typer.Exit(1)
+
+
+@app.command(name="import")
+@friendly_errors
+def import_records(
+    files: Annotated[list[Path], typer.Argument(help="Recovery files (JSON lines) or `run --json` files.")],
+    store: StorePath = None,
+) -> None:
+    """Add records kept in a recovery file (or written by `run --json`) to the results store."""
+    from . import paths
+    from .store import ResultStore
+
+    results = ResultStore(paths.results_path(store))
+    results.check()
+    for path in files:
+        n = results.import_file(path)
+        _console(stderr=True).print(f"{n} record{'' if n == 1 else 's'} from {path} added to {results.path}")
 
 
 @app.command()
@@ -193,8 +235,10 @@ def plugins(as_json: Annotated[bool, typer.Option("--json", help="Machine-readab
         if info.error:
             what = f"[red]failed to load: {info.error}[/]"
         else:
-            what = "; ".join(f"{kind}s: {', '.join(names)}" for kind, names in info.registers.items()) or "-"
-        table.add_row(info.name, info.version, what)
+            what = "; ".join(f"{kind}s: {', '.join(names)}" for kind, names in info.registers.items() if names) or "-"
+        what += "".join(f"\n[yellow]{warning}[/]" for warning in info.warnings)
+        table.add_row(info.name + (" [dim](built-in)[/]" if info.builtin and "built-in" not in info.name else ""),
+                      info.version, what)
     _console().print(table)
 
 

@@ -39,3 +39,25 @@ def results_path(explicit: str | Path | None = None) -> Path:
     if os.environ.get("INDEXBENCH_RESULTS"):
         return Path(os.environ["INDEXBENCH_RESULTS"]).expanduser()
     return _user_dir("data") / "results.sqlite"
+
+
+def check_writable_file(path: Path, option: str) -> None:
+    """Raise `IndexbenchError` unless ``path`` could be created (or replaced) as a file: it is not
+    a directory, and the nearest folder that exists is a writable directory. Creates nothing."""
+    from .errors import IndexbenchError
+
+    if path.is_dir():
+        raise IndexbenchError(f"{path}: is a directory; {option} takes a file path")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # the nearest folder that exists
+        folder = folder.parent
+    if not folder.is_dir():
+        raise IndexbenchError(f"{path}: cannot be created, {folder} is not a directory")
+    import tempfile
+
+    try:  # a real probe: permission bits say nothing to root, or on a read-only mount
+        fd, probe = tempfile.mkstemp(prefix=".indexbench-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise IndexbenchError(f"{path}: cannot be written in {folder} ({exc.strerror or exc})") from None

@@ -26,7 +26,7 @@ from typing import Any
 from . import paths
 from .cache import ArtifactCache
 from .data import Dataset, fingerprint_of
-from .errors import IndexbenchError
+from .errors import ConfigError, DataError, IndexbenchError
 from .protocols import Progress, RunContext, SilentProgress
 from .registry import DatasetSpec, IndexerEntry, IndexerSpec, Registry, get_registry
 from .store import ResultStore, RunRecord
@@ -42,6 +42,8 @@ class Cell:
     config: Any
     task: Any
     dataset: Dataset
+    plugin_builtin: bool = True
+    plugin_version: str = ""  # the distribution's version ("" for a plugin passed in code)
 
 
 def resolve_device(device: str) -> str:
@@ -67,12 +69,38 @@ def load_datasets(names: Sequence[str], registry: Registry, data_dir: str | Path
 
     loaded = []
     for name in names:
-        if name not in registry.datasets and Path(name).expanduser().is_dir():
+        if _names_a_directory(name, registry):
             loaded.append(load_path(Path(name).expanduser()))
         else:
             spec, entry, config = check_dataset(name, registry)
             loaded.append(load_dataset(entry, paths.data_dir(data_dir), config, label=spec.label))
     return loaded
+
+
+def _names_a_directory(name: str, registry: Registry) -> bool:
+    """Whether ``--dataset NAME`` means a dataset directory rather than a registered name."""
+    return DatasetSpec.parse(name).name not in registry.datasets and Path(name).expanduser().is_dir()
+
+
+def check_dataset_argument(name: str, registry: Registry) -> None:
+    """Refuse a ``--dataset`` value that is neither a registered name nor a dataset directory,
+    saying which: a path that does not exist or is a file is reported as such, not as an unknown
+    name."""
+    if _names_a_directory(name, registry):
+        return
+    path = Path(name).expanduser()
+    if DatasetSpec.parse(name).name not in registry.datasets:
+        if path.is_file():
+            raise DataError(path, "is a file; --dataset takes a dataset name or a dataset directory")
+        if any(sep in name for sep in ("/", os.sep)) or name.startswith((".", "~")):
+            raise DataError(path, "no such directory (--dataset takes a dataset name or a dataset directory)")
+    check_dataset(name, registry)
+
+
+def check_seed(seed: int) -> None:
+    """numpy's and torch's generators take seeds in [0, 2**32): refuse others before any work."""
+    if not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ConfigError(f"--seed must be an integer in [0, 4294967295], got {seed!r}")
 
 
 def check_dataset(name: str, registry: Registry):
@@ -93,8 +121,12 @@ def plan_grid(
     entries = [(spec, registry.indexer(spec.name)) for spec in specs]
     configured = [(spec, entry, spec.build_config(entry)) for spec, entry in entries]
     task_objs = [registry.task(name) for name in tasks]
+    def plugin_of(entry: IndexerEntry) -> dict[str, Any]:
+        info = registry.plugin(entry.plugin)
+        return {"plugin_builtin": info is None or info.builtin, "plugin_version": info.version if info else ""}
+
     return [
-        Cell(spec, entry, config, task, dataset)
+        Cell(spec, entry, config, task, dataset, **plugin_of(entry))
         for dataset in datasets
         for task in task_objs
         for spec, entry, config in configured
@@ -128,15 +160,18 @@ def run_grid(
         raise IndexbenchError("no task given; valid tasks: " + ", ".join(sorted(registry.tasks)))
     # Names and options first: they are cheap to check and the commonest mistake.
     plan_grid(indexers, tasks, [], registry)
+    check_seed(seed)
     for name in datasets:
-        if not Path(name).expanduser().is_dir():
-            check_dataset(name, registry)
+        check_dataset_argument(name, registry)
+    device = resolve_device(device)
+    if store is not False:  # before any work: a store that cannot take records would lose them
+        store = store if isinstance(store, ResultStore) else ResultStore(paths.results_path(store))
+        store.check()
     loaded = load_datasets(datasets, registry, data_dir)
     cells = plan_grid(indexers, tasks, loaded, registry)
-    device = resolve_device(device)
     cache = ArtifactCache(paths.cache_dir(cache_dir)) if use_cache else ArtifactCache.disabled()
-    if store is not False:
-        store = store if isinstance(store, ResultStore) else ResultStore(paths.results_path(store))
+    for stale in cache.remove_stale():
+        progress.log(f"[dim]removed {stale}, a temporary artifact its (killed) writer left behind[/]")
     grid_id = uuid.uuid4().hex[:12]
     provenance = {"versions": package_versions(), "git_commit": git_commit(), "device": device,
                   "grid_id": grid_id, "seed": seed}
@@ -147,9 +182,10 @@ def run_grid(
             grid_bar.set_status(f"{cell.spec.label} × {cell.task.name} × {cell.dataset.name}")
             record = run_cell(cell, cache=cache, progress=progress, **provenance)
             records.append(record)
-            if store is not False:
-                store.add(record)
             progress.log(_summary(record))
+            if store is not False and (kept := store.add(record)) is not None:
+                progress.log(f"[red]could not store the record in {store.path} ({store.recovery_problem}); "
+                             f"kept in {kept} -- `indexbench import {kept}` adds it later[/]")
             grid_bar.advance()
     return records
 
@@ -159,7 +195,10 @@ def run_cell(cell: Cell, *, cache: ArtifactCache, progress: Progress, seed: int,
     config = dataclasses.asdict(cell.config)
     record = RunRecord(
         indexer=cell.spec.label, task=cell.task.name, dataset=cell.dataset.name, status="ok",
-        seed=seed, device=device, config={"indexer": cell.entry.name, "options": config},
+        seed=seed, device=device,
+        config={"indexer": cell.entry.name, "options": config,
+                "plugin": {"name": cell.entry.plugin, "version": cell.plugin_version or _plugin_version(cell.entry),
+                           "builtin": cell.plugin_builtin}},
         config_hash=fingerprint_of([cell.entry.name, config, cell.task.name, seed]),
         dataset_fingerprint=cell.dataset.fingerprint,
         versions={**versions, f"plugin:{cell.entry.plugin}": _plugin_version(cell.entry)},

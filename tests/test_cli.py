@@ -100,7 +100,7 @@ def test_third_party_plugin_runs_through_the_grid(env, tmp_path):
     assert "latency_p50_ms" in search["timings"]
     # The store got the same cells, and the leaderboard re-renders from it.
     board = cli(env, "leaderboard", "--format", "markdown")
-    assert board.returncode == 0 and "| word-overlap |" in board.stdout
+    assert board.returncode == 0 and "| word-overlap (example 0.3.0) |" in board.stdout
     assert "skipped: word-overlap assigns no semantic IDs" in board.stdout or "skipped:" in board.stdout
     csv_out = cli(env, "leaderboard", "--format", "csv", "--task", "product-search").stdout
     assert csv_out.startswith("dataset,task,indexer") and "ndcg@5" in csv_out
