@@ -216,6 +216,35 @@ def leaderboard(
 
 
 @app.command()
+@friendly_errors
+def export(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the .run and .qrels files to.")],
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d")] = None,
+    task: Annotated[str | None, typer.Option("--task", "-t")] = None,
+    indexer: Annotated[str | None, typer.Option("--indexer", "-i", help="An indexer label, as in the leaderboard.")] = None,
+    store: StorePath = None,
+) -> None:
+    """Write stored ranking cells (latest per cell) as TREC run and qrels files."""
+    from . import paths
+    from .errors import IndexbenchError
+    from .store import ResultStore
+    from .trec import export_record
+
+    records = [r for r in ResultStore(paths.results_path(store)).records(dataset=dataset, task=task, indexer=indexer,
+                                                                         results=True)
+               if r.status == "ok" and r.rankings]
+    if not records:
+        raise IndexbenchError("no stored ranking cell matches (cells stored before per-query results were kept "
+                              "have no rankings: run them again)")
+    if out.exists() and not out.is_dir():
+        raise IndexbenchError(f"{out}: is a file; --out takes a folder")
+    err = _console(stderr=True)
+    for record in records:
+        run, qrels = export_record(record, out)
+        err.print(f"{run.name}: {len(record.rankings):,} queries (+ {qrels.name})")
+
+
+@app.command()
 def plugins(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
     """List installed plugins, their versions and what each registers."""
     import json

@@ -134,4 +134,13 @@ def render_csv(records: Sequence[RunRecord]) -> str:
 
 
 def render_json(records: Sequence[RunRecord]) -> str:
-    return json.dumps([r.to_dict() for r in records], indent=2, sort_keys=True)
+    """Records as a JSON list, with their per-query metric values (what `indexbench compare`'s
+    significance tests read) but without rankings and judgements, which stay in the store
+    (`indexbench export` writes them as TREC files)."""
+    rows = []
+    for r in records:
+        row = r.to_dict()
+        row.pop("rankings", None)
+        row.pop("qrels", None)
+        rows.append(row)
+    return json.dumps(rows, indent=2, sort_keys=True)

@@ -132,7 +132,11 @@ def ranking_metrics(
     * ``mrr@K`` -- the reciprocal rank of the first relevant document if it lies in the top K,
       else 0 (trec_eval ``recip_rank`` on the ranking cut at K).
     """
-    per_query = per_query_metrics(rankings, qrels, names)
+    return mean_metrics(per_query_metrics(rankings, qrels, names), names)
+
+
+def mean_metrics(per_query: Mapping[str, Mapping[str, float]], names: Sequence[str]) -> dict[str, float]:
+    """The mean of each metric over the queries of `per_query_metrics`' result."""
     if not per_query:
         raise IndexbenchError("no query in the qrels has a relevant document; nothing to evaluate")
     return {

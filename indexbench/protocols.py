@@ -163,11 +163,16 @@ def indexer_name(indexer: Any) -> str:
 
 @dataclass
 class TaskResult:
-    """What a task returns for one cell: metric values, timings and free-form details."""
+    """What a task returns for one cell: metric values, timings and free-form details; a ranking
+    task also returns each test query's metric values, its ranking and its judgements (kept in
+    the store for significance tests and TREC run files)."""
 
     metrics: dict[str, float]
     timings: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    per_query: dict[str, dict[str, float]] = field(default_factory=dict)
+    rankings: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    qrels: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @runtime_checkable

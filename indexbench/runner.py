@@ -219,6 +219,9 @@ def run_cell(cell: Cell, *, cache: ArtifactCache, progress: Progress, seed: int,
             record.metrics = {k: float(v) for k, v in result.metrics.items()}
             record.timings = dict(result.timings)
             record.details = dict(result.details)
+            record.per_query = {q: dict(v) for q, v in result.per_query.items()}
+            record.rankings = {q: [[d, s] for d, s in r] for q, r in result.rankings.items()}
+            record.qrels = {q: dict(j) for q, j in result.qrels.items()}
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # a crashing cell is a result to report, not the end of the grid

@@ -18,6 +18,7 @@ import os
 import sqlite3
 import tempfile
 import time
+import zlib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -47,19 +48,42 @@ class RunRecord:
     grid_id: str = ""
     started_at: str = ""
     duration_s: float = 0.0
+    # A ranking cell's per-query results: each test query's metric values, its top-k ranking
+    # ([document id, score] pairs, best first) and its judgements. Stored compressed; a
+    # records listing leaves them out unless asked (`ResultStore.records(results=True)`).
+    per_query: dict[str, dict[str, float]] = field(default_factory=dict)
+    rankings: dict[str, list[list[Any]]] = field(default_factory=dict)
+    qrels: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 _JSON_COLUMNS = {"metrics", "timings", "details", "config", "versions"}
+_BLOB_COLUMNS = {"per_query", "rankings", "qrels"}  # zlib-compressed JSON
 _COLUMNS = [f.name for f in fields(RunRecord)]
 _IDENTITY_COLUMNS = {"id", "indexer", "task", "dataset", "status"}
 """Columns every store ever had: a records table without them belongs to another program."""
 
 
 def _column_type(column: str) -> str:
+    if column in _BLOB_COLUMNS:
+        return "BLOB"
     return "REAL" if column == "duration_s" else "INTEGER" if column == "seed" else "TEXT"
+
+
+def _encode(column: str, value: Any) -> Any:
+    if column in _BLOB_COLUMNS:
+        return zlib.compress(json.dumps(value, sort_keys=True, separators=(",", ":")).encode(), 6)
+    return json.dumps(value, sort_keys=True) if column in _JSON_COLUMNS else value
+
+
+def _decode(column: str, value: Any) -> Any:
+    if column in _BLOB_COLUMNS:
+        return json.loads(zlib.decompress(value)) if value else {}
+    if column in _JSON_COLUMNS:
+        return json.loads(value) if value else {}
+    return value
 
 
 _SCHEMA = f"""
@@ -143,7 +167,7 @@ class ResultStore:
         """Store one record. If the store cannot take it after `WRITE_ATTEMPTS` tries, the record
         is appended to the recovery file instead and that file's path returned (None when stored)."""
         row = record.to_dict()
-        values = [json.dumps(row[c], sort_keys=True) if c in _JSON_COLUMNS else row[c] for c in _COLUMNS]
+        values = [_encode(c, row[c]) for c in _COLUMNS]
         problem = ""
         for attempt in range(WRITE_ATTEMPTS):
             try:
@@ -189,8 +213,10 @@ class ResultStore:
         indexer: str | None = None,
         grid_id: str | None = None,
         latest: bool = True,
+        results: bool = False,
     ) -> list[RunRecord]:
-        """Records matching the filters, oldest first; with ``latest`` only the newest per cell."""
+        """Records matching the filters, oldest first; with ``latest`` only the newest per cell
+        (dataset, task, indexer, seed). ``results`` also reads the per-query results."""
         if not self.path.exists():
             return []
         where, args = [], []
@@ -198,7 +224,8 @@ class ResultStore:
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM records"
+        columns = [c for c in _COLUMNS if results or c not in _BLOB_COLUMNS]
+        sql = f"SELECT {', '.join(columns)} FROM records"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id"
@@ -210,16 +237,18 @@ class ResultStore:
                 conn.close()
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {_explain(exc)}") from None
-        records = [
-            RunRecord(**{c: json.loads(v) if c in _JSON_COLUMNS else v for c, v in zip(_COLUMNS, row)})
-            for row in rows
-        ]
+        records = [RunRecord(**{c: _decode(c, v) for c, v in zip(columns, row)}) for row in rows]
         if latest:
-            newest: dict[tuple[str, str, str], RunRecord] = {}
+            newest: dict[tuple[str, str, str, int], RunRecord] = {}
             for rec in records:
-                newest[(rec.dataset, rec.task, rec.indexer)] = rec
+                newest[cell_key(rec)] = rec
             records = list(newest.values())
         return records
+
+
+def cell_key(record: RunRecord) -> tuple[str, str, str, int]:
+    """What identifies a cell across runs: (dataset, task, indexer label, seed)."""
+    return (record.dataset, record.task, record.indexer, int(record.seed or 0))
 
 
 def _explain(exc: sqlite3.Error) -> str:

@@ -136,3 +136,27 @@ def test_cache_writes_are_atomic(tmp_path):
     assert cache.array("emb", "key", compute).tolist() == [1.0, 2.0]
     assert cache.array("emb", "key", compute).tolist() == [1.0, 2.0]
     assert calls.n == 1 and cache.hits == 1
+
+
+def test_exported_trec_files_score_the_same_in_ir_measures(registry, tmp_path):
+    """`indexbench export`'s run and qrels files, read back by ir-measures, give the stored metrics."""
+    import ir_measures
+
+    from indexbench.trec import export_record
+
+    store = ResultStore(tmp_path / "r.sqlite")
+    run_grid(["word-overlap", "bm25"], ["product-search", "recommendation"], ["sample"], store=store,
+             registry=registry, device="cpu", cache_dir=tmp_path / "cache")
+    records = store.records(results=True)
+    assert len(records) == 4
+    for record in records:
+        assert set(record.per_query) == {q for q, j in record.qrels.items() if any(v > 0 for v in j.values())}
+        run, qrels = export_record(record, tmp_path / "trec")
+        measures = [ir_measures.parse_measure(m.replace("ndcg", "nDCG").replace("map", "AP").replace("recall", "R"))
+                    for m in record.metrics]
+        scores = ir_measures.calc_aggregate(measures, ir_measures.read_trec_qrels(str(qrels)),
+                                            ir_measures.read_trec_run(str(run)))
+        for name, measure in zip(record.metrics, measures):
+            assert scores[measure] == pytest.approx(record.metrics[name], abs=1e-9), (record.indexer, name)
+    listing = store.records()  # without results=True the per-query payload is not read
+    assert all(r.rankings == {} and r.per_query == {} for r in listing)

@@ -72,7 +72,7 @@ class RankingTask:
         return f"dataset {dataset.name} gives {self.name} no usable test query: {self.no_test_queries_cause(dataset)}"
 
     def evaluate(self, indexer: Any, dataset: Dataset, ctx: RunContext) -> TaskResult:
-        from ..metrics import ranking_metrics
+        from ..metrics import mean_metrics, per_query_metrics
 
         if not isinstance(indexer, RetrievingIndexer):
             # An ID indexer retrieves through the core's generative engine.
@@ -102,9 +102,13 @@ class RankingTask:
             retriever.search([text], self.cutoff)
             latencies.append(time.perf_counter() - t0)
 
-        metrics = ranking_metrics(rankings, test.qrels, self.metrics)
+        per_query = per_query_metrics(rankings, test.qrels, self.metrics)
+        metrics = mean_metrics(per_query, self.metrics)
         return TaskResult(
             metrics=metrics,
+            per_query=per_query,
+            rankings={q: [(str(d), float(score)) for d, score in r] for q, r in rankings.items()},
+            qrels={str(q): {str(d): int(v) for d, v in judged.items()} for q, judged in test.qrels.items()},
             timings={
                 "fit_s": fit_s,
                 "search_s": search_s,
