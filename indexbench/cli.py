@@ -113,39 +113,60 @@ StorePath = Annotated[Path | None, typer.Option(
 @app.command()
 @friendly_errors
 def run(
-    indexer: Annotated[list[str], typer.Option(
-        "--indexer", "-i", help="Indexer(s), comma-separated; options as name:key=value, e.g. dual-encoder:finetune=true.")],
+    indexer: Annotated[list[str] | None, typer.Option(
+        "--indexer", "-i", help="Indexer(s), comma-separated; options as name:key=value, e.g. dual-encoder:finetune=true.")] = None,
     task: Annotated[list[str] | None, typer.Option(
         "--task", "-t", help="Task(s), comma-separated [default: every task; inapplicable cells are skipped].")] = None,
     dataset: Annotated[list[str] | None, typer.Option(
         "--dataset", "-d", help="Dataset name(s) or dataset directories, comma-separated.")] = None,
+    grid: Annotated[Path | None, typer.Option(
+        "--grid", "-g", help="A grid file (TOML: indexers, tasks, datasets, seeds, tolerances); flags override it.")] = None,
     data_dir: DataDir = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Artifact cache [default: $INDEXBENCH_CACHE, else a per-user cache dir].")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute every artifact and store none.")] = False,
     store: StorePath = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the records to this JSON file.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for every random choice a model makes.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    seed: Annotated[int | None, typer.Option(help="Seed for every random choice a model makes [default: 0].")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Several seeds, comma-separated (each cell runs once per seed).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Reuse every finished cell of the store that matches; run the rest.")] = False,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda [default: auto].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Run every indexer × task × dataset cell, store the records and print a leaderboard."""
     from . import paths
     from .console import RichProgress
-    from .errors import IndexbenchError
+    from .errors import ConfigError, IndexbenchError
+    from .gridfile import load_grid
     from .leaderboard import build_tables, render_json, render_rich
     from .registry import get_registry
     from .runner import run_grid
     from .store import ResultStore
 
-    tasks = _split(task) or sorted(get_registry().tasks)
+    plan = load_grid(grid) if grid is not None else None
+    indexers = _split(indexer) or (plan.indexers if plan else [])
+    if not indexers:
+        raise ConfigError("no indexer given: pass --indexer NAME[,NAME...] or --grid FILE")
+    tasks = _split(task) or (plan.tasks if plan and plan.tasks else sorted(get_registry().tasks))
+    datasets = _split(dataset) or (plan.datasets if plan else ["sample"])
+    if seed is not None and seeds is not None:
+        raise ConfigError("give --seed or --seeds, not both")
+    if seeds is not None:
+        try:
+            seed_list = [int(part) for part in _split([seeds])]
+        except ValueError:
+            raise ConfigError(f"--seeds takes comma-separated integers, got {seeds!r}") from None
+    else:
+        seed_list = [seed] if seed is not None else (plan.seeds if plan else [0])
+    data_dir = data_dir or (plan.data_dir if plan else None)
+    device = device or (plan.device if plan and plan.device else "auto")
     if json_path is not None:
         paths.check_writable_file(json_path, "--json")
     results = ResultStore(paths.results_path(store))
     try:
         with _sigterm_unwinds(), RichProgress(enabled=not quiet) as progress:
             records = run_grid(
-                _split(indexer), tasks, _split(dataset) or ["sample"], data_dir=data_dir, cache_dir=cache_dir,
-                use_cache=not no_cache, store=results, seed=seed, device=device, progress=progress,
+                indexers, tasks, datasets, data_dir=data_dir, cache_dir=cache_dir, use_cache=not no_cache,
+                store=results, seed=seed_list, device=device, progress=progress, resume=resume,
             )
     except KeyboardInterrupt:
         _console(stderr=True).print(
@@ -166,8 +187,71 @@ def run(
     if results.recovered_to is not None:
         raise IndexbenchError(f"{results.path}: some records could not be stored ({results.recovery_problem}); "
                               f"they are in {results.recovered_to}: `indexbench import {results.recovered_to}` adds them")
-    err.print(f"[dim]{len(records)} record{'' if len(records) == 1 else 's'} stored in {results.path}{written}[/]")
+    reused = getattr(records, "reused", 0)
+    ran = len(records) - reused
+    err.print(f"[dim]{ran} record{'' if ran == 1 else 's'} stored in {results.path}{written}"
+              f"{f'; {reused} finished cell(s) reused' if reused else ''}[/]")
     if any(r.status == "error" for r in records):
+        raise typer.Exit(1)
+
+
+class CompareFormat(str, Enum):
+    rich = "rich"
+    markdown = "markdown"
+
+
+@app.command()
+@friendly_errors
+def compare(
+    baseline: Annotated[Path, typer.Argument(help="The baseline: a run --json file or a results store.")],
+    current: Annotated[Path | None, typer.Argument(help="What to check [default: the results store].")] = None,
+    grid: Annotated[Path | None, typer.Option("--grid", "-g", help="Take the tolerances from this grid file.")] = None,
+    absolute: Annotated[float | None, typer.Option(help="Allowed drop of any metric [default: the grid's, else 0.001].")] = None,
+    relative: Annotated[float | None, typer.Option(help="Allowed drop as a fraction of the baseline value.")] = None,
+    timings: Annotated[float | None, typer.Option(help="Also compare timings: allowed relative growth (0.5 = +50 %).")] = None,
+    fmt: Annotated[CompareFormat, typer.Option("--format", "-f")] = CompareFormat.rich,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Also write JUnit XML here (for CI systems).")] = None,
+    store: StorePath = None,
+) -> None:
+    """Check every cell of a baseline against a run: exit 0 if all hold, 1 if any regressed."""
+    import dataclasses
+
+    from . import paths
+    from .compare import COLUMNS, add_significance, load_side, render_junit, render_markdown, rows, summary
+    from .compare import compare as compare_runs
+    from .gridfile import Tolerance, Tolerances, load_grid
+
+    tolerances = load_grid(grid).tolerances if grid is not None else Tolerances()
+    if absolute is not None or relative is not None:
+        tolerances = dataclasses.replace(tolerances, default=Tolerance(
+            absolute=tolerances.default.absolute if absolute is None else absolute,
+            relative=tolerances.default.relative if relative is None else relative))
+    if timings is not None:
+        tolerances = dataclasses.replace(tolerances, timings=timings)
+    current = current or paths.results_path(store)
+    if junit is not None:
+        paths.check_writable_file(junit, "--junit")
+    base_records, current_records = load_side(baseline), load_side(current)
+    result = compare_runs(base_records, current_records, tolerances, baseline_name=str(baseline),
+                          current_name=str(current))
+    add_significance(result, base_records, current_records)
+    if fmt is CompareFormat.markdown:
+        sys.stdout.write(render_markdown(result))
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"{current} against {baseline}", title_justify="left")
+        for col in COLUMNS:
+            table.add_column(col, justify="right" if col not in ("cell", "metric", "status") else "left")
+        colours = {"ok": "green", "improved": "cyan", "regressed": "red", "missing": "red", "error": "red"}
+        for row in rows(result):
+            status = row[-1].split(":")[0]
+            table.add_row(*row[:-1], f"[{colours.get(status, 'yellow')}]{row[-1]}[/]")
+        _console().print(table)
+        _console(stderr=True).print(summary(result), soft_wrap=True)
+    if junit is not None:
+        _write_atomic(junit, render_junit(result))
+    if result.failed:
         raise typer.Exit(1)
 
 

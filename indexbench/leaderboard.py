@@ -40,6 +40,7 @@ def build_tables(records: Sequence[RunRecord], headline: dict[str, Sequence[str]
         groups.setdefault((rec.dataset, rec.task), []).append(rec)
     tables = []
     for (dataset, task), recs in groups.items():
+        recs, spread = _across_seeds(recs)
         metrics = list(headline.get(task) or _union(r.metrics for r in recs))
         timings = [t for t in TIMING_COLUMNS if any(t[0] in r.timings for r in recs)]
         first = metrics[0] if metrics else None
@@ -48,7 +49,8 @@ def build_tables(records: Sequence[RunRecord], headline: dict[str, Sequence[str]
         rows = []
         for r in recs:
             if r.status == "ok":
-                cells = [_fmt(r.metrics.get(m)) for m in metrics]
+                sd = spread.get(id(r), {})
+                cells = [_fmt(r.metrics.get(m)) + (f" ± {sd[m]:.4f}" if m in sd else "") for m in metrics]
                 cells += [fmt.format(r.timings[key]) if key in r.timings else "" for key, _, fmt in timings]
                 rows.append([indexer_label(r), *cells])
             else:
@@ -58,8 +60,41 @@ def build_tables(records: Sequence[RunRecord], headline: dict[str, Sequence[str]
             else:
                 rows[-1].append("")
         columns = ["indexer", *metrics, *(label for _, label, _ in timings), "cell s"]
+        if spread:  # several seeds of one cell: mean ± standard deviation, and how many seeds
+            columns.append("seeds")
+            for row, r in zip(rows, recs):
+                row.append(str(spread[id(r)]["_n"]) if id(r) in spread else "1")
         tables.append(Table(dataset, task, columns, rows, recs))
     return sorted(tables, key=lambda t: (t.dataset, t.task))
+
+
+def _across_seeds(recs: list[RunRecord]) -> tuple[list[RunRecord], dict[int, dict[str, float]]]:
+    """One record per indexer: the ``ok`` records of several seeds become one whose metrics and
+    timings are the means; the returned map (by ``id`` of that record) holds each metric's
+    sample standard deviation and ``_n``, the number of seeds."""
+    import dataclasses
+    import statistics
+
+    by_indexer: dict[str, list[RunRecord]] = {}
+    for r in recs:
+        by_indexer.setdefault(r.indexer, []).append(r)
+    out, spread = [], {}
+    for group in by_indexer.values():
+        ok = [r for r in group if r.status == "ok"]
+        if len({r.seed for r in ok}) < 2:
+            out += group
+            continue
+        out += [r for r in group if r.status != "ok"]
+        names = _union(r.metrics for r in ok)
+        mean = dataclasses.replace(
+            ok[-1],
+            metrics={m: statistics.fmean(r.metrics[m] for r in ok if m in r.metrics) for m in names},
+            timings={t: statistics.fmean(r.timings[t] for r in ok if t in r.timings) for t in _union(r.timings for r in ok)},
+            duration_s=statistics.fmean(r.duration_s for r in ok))
+        spread[id(mean)] = {**{m: statistics.stdev([r.metrics[m] for r in ok if m in r.metrics]) for m in names
+                               if sum(m in r.metrics for r in ok) > 1}, "_n": len(ok)}
+        out.append(mean)
+    return out, spread
 
 
 def indexer_label(record: RunRecord) -> str:

@@ -142,15 +142,19 @@ def run_grid(
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
     store: ResultStore | str | Path | None = None,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
     device: str = "auto",
     progress: Progress | None = None,
     registry: Registry | None = None,
+    resume: bool = False,
 ) -> list[RunRecord]:
-    """Run every indexer × task × dataset cell and return (and store) one record per cell.
+    """Run every indexer × task × dataset cell, once per seed, and return (and store) one
+    record per cell and seed.
 
     ``store=None`` writes to the default results store; pass a path or a `ResultStore` to choose
-    another, or ``False`` to store nothing.
+    another, or ``False`` to store nothing. ``resume`` reuses every ``ok`` record of the store
+    whose cell matches (`reusable`) instead of running it again, and files the new records under
+    the grid those came from, so a killed grid, resumed, has each cell once.
     """
     registry = registry or get_registry()
     progress = progress or SilentProgress()
@@ -160,7 +164,13 @@ def run_grid(
         raise IndexbenchError("no task given; valid tasks: " + ", ".join(sorted(registry.tasks)))
     # Names and options first: they are cheap to check and the commonest mistake.
     plan_grid(indexers, tasks, [], registry)
-    check_seed(seed)
+    seeds = [seed] if isinstance(seed, int) else list(dict.fromkeys(seed))
+    if not seeds:
+        raise ConfigError("no seed given")
+    for one in seeds:
+        check_seed(one)
+    if resume and store is False:
+        raise ConfigError("--resume reads finished cells from the results store; it needs one")
     for name in datasets:
         check_dataset_argument(name, registry)
     device = resolve_device(device)
@@ -172,15 +182,32 @@ def run_grid(
     cache = ArtifactCache(paths.cache_dir(cache_dir)) if use_cache else ArtifactCache.disabled()
     for stale in cache.remove_stale():
         progress.log(f"[dim]removed {stale}, a temporary artifact its (killed) writer left behind[/]")
-    grid_id = uuid.uuid4().hex[:12]
-    provenance = {"versions": package_versions(), "git_commit": git_commit(), "device": device,
-                  "grid_id": grid_id, "seed": seed}
+    versions = package_versions()
+    provenance = {"versions": versions, "git_commit": git_commit(), "device": device}
+    plan = [(cell, one) for one in seeds for cell in cells]
+    done: dict[int, RunRecord] = {}
+    if resume:
+        finished = [r for r in store.records() if r.status == "ok"]
+        for i, (cell, one) in enumerate(plan):
+            match = next((r for r in reversed(finished) if reusable(r, cell, one, versions)), None)
+            if match is not None:
+                done[i] = match
+    # A resumed grid continues the grid its finished cells came from (the latest of them).
+    grid_id = done[max(done)].grid_id if done else uuid.uuid4().hex[:12]
 
-    records = []
-    with progress.task(f"grid: {len(cells)} cells", total=len(cells)) as grid_bar:
-        for cell in cells:
-            grid_bar.set_status(f"{cell.spec.label} × {cell.task.name} × {cell.dataset.name}")
-            record = run_cell(cell, cache=cache, progress=progress, **provenance)
+    records = GridRecords()
+    records.reused = len(done)
+    with progress.task(f"grid: {len(plan)} cells", total=len(plan)) as grid_bar:
+        for i, (cell, one) in enumerate(plan):
+            if i in done:
+                records.append(done[i])
+                progress.log(f"[dim]= {cell.spec.label} × {cell.task.name} × {cell.dataset.name}"
+                             f"{f' (seed {one})' if len(seeds) > 1 else ''}: finished before, reused[/]")
+                grid_bar.advance()
+                continue
+            grid_bar.set_status(f"{cell.spec.label} × {cell.task.name} × {cell.dataset.name}"
+                                f"{f' (seed {one})' if len(seeds) > 1 else ''}")
+            record = run_cell(cell, cache=cache, progress=progress, seed=one, grid_id=grid_id, **provenance)
             records.append(record)
             progress.log(_summary(record))
             if store is not False and (kept := store.add(record)) is not None:
@@ -188,6 +215,24 @@ def run_grid(
                              f"kept in {kept} -- `indexbench import {kept}` adds it later[/]")
             grid_bar.advance()
     return records
+
+
+class GridRecords(list):
+    """`run_grid`'s records, in plan order; ``reused`` of them came from the store (``resume``)."""
+
+    reused = 0
+
+
+def reusable(record: RunRecord, cell: Cell, seed: int, versions: dict[str, str]) -> bool:
+    """Whether a stored ``ok`` record is this cell's result: same indexer and options, task,
+    dataset (label and content fingerprint), seed, and the same indexbench and plugin versions."""
+    plugin = f"plugin:{cell.entry.plugin}"
+    config_hash = fingerprint_of([cell.entry.name, dataclasses.asdict(cell.config), cell.task.name, seed])
+    return (record.status == "ok" and record.indexer == cell.spec.label and record.task == cell.task.name
+            and record.dataset == cell.dataset.name and int(record.seed) == seed
+            and record.dataset_fingerprint == cell.dataset.fingerprint and record.config_hash == config_hash
+            and record.versions.get("indexbench") == versions.get("indexbench")
+            and record.versions.get(plugin) == _plugin_version(cell.entry))
 
 
 def run_cell(cell: Cell, *, cache: ArtifactCache, progress: Progress, seed: int, device: str,

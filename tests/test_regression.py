@@ -1,0 +1,261 @@
+"""The regression workflow: grid files, --seeds, --resume after SIGKILL, and `indexbench compare`
+(tolerances, missing and failed cells, paired significance tests, Markdown and JUnit output)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+from typer.testing import CliRunner
+
+from indexbench.cli import app
+from indexbench.compare import compare, paired_tests
+from indexbench.errors import ConfigError
+from indexbench.gridfile import Tolerance, Tolerances, load_grid
+from indexbench.leaderboard import build_tables, render_markdown
+from indexbench.runner import run_grid
+from indexbench.store import ResultStore, RunRecord
+
+GRID = """\
+indexers = ["bm25", "bm25:k1=0.9"]
+tasks = ["document-retrieval", "product-search"]
+seeds = [0]
+
+[tolerance]
+absolute = 0.001
+
+[tolerance.metrics."ndcg@10"]
+absolute = 0.01
+"""
+
+
+@pytest.fixture
+def user(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("INDEXBENCH_RESULTS", str(home / "results.sqlite"))
+    monkeypatch.setenv("INDEXBENCH_CACHE", str(home / "cache"))
+    monkeypatch.setenv("INDEXBENCH_DATA", str(home / "data"))
+    return home
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+# --------------------------------------------------------------------------- grid files
+
+
+def test_a_grid_file_gives_cells_seeds_and_tolerances(tmp_path):
+    grid = load_grid(_write(tmp_path / "g.toml", GRID))
+    assert grid.indexers == ["bm25", "bm25:k1=0.9"] and grid.datasets == ["sample"] and grid.seeds == [0]
+    assert grid.tolerances.of("ndcg@10") == Tolerance(absolute=0.01, relative=0.0)
+    assert grid.tolerances.of("mrr@10") == Tolerance(absolute=0.001, relative=0.0)
+    assert grid.tolerances.timings is None
+
+
+@pytest.mark.parametrize("text, message", [
+    ('indexers = ["bm25"]\nindexer = ["x"]\n', "unknown key 'indexer'; valid keys: data_dir, datasets, device,"),
+    ('indexers = ["bm25"]\nseeds = "0,1"\n', "'seeds' must be a non-empty list of integers, got '0,1'"),
+    ('indexers = [3]\n', "'indexers' must be a non-empty list of strings"),
+    ('tasks = ["id-quality"]\n', "'indexers' is required"),
+    ('indexers = ["bm25"\n', "not valid TOML"),
+    ('indexers = ["bm25"]\n[tolerance]\nabsolut = 0.1\n', "unknown key 'absolut' in [tolerance]"),
+    ('indexers = ["bm25"]\n[tolerance.metrics."ndcg@10"]\nabsolute = -1\n',
+     "'tolerance.metrics.ndcg@10.absolute' must be a number >= 0, got -1"),
+])
+def test_a_bad_grid_file_is_one_line_naming_the_file_and_key(tmp_path, text, message):
+    path = _write(tmp_path / "g.toml", text)
+    with pytest.raises(ConfigError) as info:
+        load_grid(path)
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_run_reads_the_grid_and_flags_override_it(tmp_path, user):
+    grid = _write(tmp_path / "g.toml", GRID)
+    out = tmp_path / "out.json"
+    result = CliRunner().invoke(app, ["run", "--grid", str(grid), "-q", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted((r["indexer"], r["task"]) for r in json.loads(out.read_text())) == [
+        ("bm25", "document-retrieval"), ("bm25", "product-search"),
+        ("bm25:k1=0.9", "document-retrieval"), ("bm25:k1=0.9", "product-search")]
+    result = CliRunner().invoke(app, ["run", "--grid", str(grid), "-q", "-t", "product-search", "--json", str(out)])
+    assert {r["task"] for r in json.loads(out.read_text())} == {"product-search"}
+    bad = CliRunner().invoke(app, ["run", "--grid", str(tmp_path / "nope.toml")])
+    assert bad.exit_code == 2 and "no such grid file" in bad.stderr
+
+
+# --------------------------------------------------------------------------- seeds
+
+
+def test_several_seeds_run_each_cell_once_per_seed_and_the_leaderboard_shows_mean_and_sd(tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite")
+    records = run_grid(["random-ids:backbone=tiny:max_steps=1"], ["id-quality"], ["sample"], seed=[0, 1, 2],
+                       store=store, cache_dir=tmp_path / "cache", device="cpu")
+    assert [r.seed for r in records] == [0, 1, 2] and all(r.status == "ok" for r in records)
+    assert len(store.records()) == 3  # latest per cell *and seed*
+    (table,) = build_tables(store.records())
+    assert table.columns[-1] == "seeds" and table.rows[0][-1] == "3"
+    values = [r.metrics["ami_l2"] for r in records]
+    mean = sum(values) / 3
+    sd = (sum((v - mean) ** 2 for v in values) / 2) ** 0.5
+    assert table.rows[0][1] == f"{mean:.4f} ± {sd:.4f}"
+    assert "± " in render_markdown([table])
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def _rec(indexer: str, metrics: dict[str, float], *, status: str = "ok", per_query=None, task="product-search",
+         reason: str = "") -> RunRecord:
+    return RunRecord(indexer=indexer, task=task, dataset="sample", status=status, metrics=metrics,
+                     per_query=per_query or {}, reason=reason)
+
+
+def test_compare_passes_within_tolerance_and_names_what_moved_beyond_it():
+    tolerances = Tolerances(default=Tolerance(absolute=0.01), metrics={"map@5": Tolerance(absolute=0.0, relative=0.1)})
+    base = [_rec("a", {"ndcg@5": 0.50, "map@5": 0.40}), _rec("b", {"ndcg@5": 0.30}), _rec("gone", {"ndcg@5": 0.1}),
+            _rec("broken", {"ndcg@5": 0.2}), _rec("skip", {}, status="skipped", reason="no IDs")]
+    cur = [_rec("a", {"ndcg@5": 0.495, "map@5": 0.37}), _rec("b", {"ndcg@5": 0.35}),
+           _rec("broken", {}, status="error", reason="RuntimeError: boom"), _rec("fresh", {"ndcg@5": 0.9}),
+           _rec("skip", {}, status="skipped", reason="no IDs")]
+    result = compare(base, cur, tolerances)
+    by = {c.key[2]: c for c in result.cells}
+    assert by["a"].status == "ok"  # -0.005 within 0.01; map@5 -0.03 within 10 % of 0.40
+    assert by["b"].status == "ok" and by["b"].metrics[0].status == "improved"
+    assert by["gone"].status == "missing" and by["broken"].status == "error" and "boom" in by["broken"].reason
+    assert by["fresh"].status == "new" and not by["fresh"].failed and by["skip"].status == "skipped"
+    assert {c.key[2] for c in result.failed} == {"gone", "broken"}
+    worse = compare(base[:1], [_rec("a", {"ndcg@5": 0.48, "map@5": 0.35})], tolerances)
+    (cell,) = worse.failed
+    assert cell.status == "regressed"
+    assert cell.reason == ("ndcg@5 0.5000 → 0.4800 (-0.0200, tolerance ±0.0100); "
+                           "map@5 0.4000 → 0.3500 (-0.0500, tolerance ±0.0400)")
+
+
+def test_paired_tests_on_constructed_runs_with_known_answers():
+    base = [0.1 * i for i in range(10)]
+    # Every query better by a different amount: the exact two-sided Wilcoxon p is 2 / 2**10.
+    p_t, p_w = paired_tests(base, [b + 0.01 * (i + 1) for i, b in enumerate(base)])
+    assert p_w == pytest.approx(2 / 2**10)
+    # Differences 0.01..0.10: mean 0.055, sd 0.030277, t = 0.055 / (0.030277 / sqrt 10) = 5.7446 on
+    # 9 degrees of freedom, two-sided p = 2.782e-4 (t tables).
+    assert p_t == pytest.approx(2.782e-4, rel=1e-3)
+    # Differences that cancel: t = 0, so p = 1; no change at all: 1 and 1.
+    p_t, _ = paired_tests(base, [b + (0.05 if i % 2 else -0.05) for i, b in enumerate(base)])
+    assert p_t == pytest.approx(1.0)
+    assert paired_tests(base, base) == (1.0, 1.0)
+    assert paired_tests([0.5], [0.7]) == (None, None)
+
+
+def test_cli_compare_exits_1_naming_the_cell_and_metric_and_writes_junit(tmp_path, user):
+    grid = _write(tmp_path / "g.toml", GRID)
+    base, cur = tmp_path / "base.json", tmp_path / "cur.json"
+    for out in (base, cur):
+        assert CliRunner().invoke(app, ["run", "--grid", str(grid), "-q", "--json", str(out)]).exit_code == 0
+    same = CliRunner().invoke(app, ["compare", str(base), str(cur), "--grid", str(grid)])
+    assert same.exit_code == 0, same.output
+    assert "4 cells within tolerance" in same.stderr
+    against_store = CliRunner().invoke(app, ["compare", str(base), "--grid", str(grid)])
+    assert against_store.exit_code == 0, against_store.output
+    edited = json.loads(base.read_text())
+    target = next(r for r in edited if r["indexer"] == "bm25:k1=0.9" and r["task"] == "document-retrieval")
+    target["metrics"]["ndcg@10"] += 0.02  # beyond the grid's 0.01 for ndcg@10
+    _write(tmp_path / "edited.json", json.dumps(edited))
+    junit = tmp_path / "compare.xml"
+    result = CliRunner().invoke(app, ["compare", str(tmp_path / "edited.json"), str(cur), "--grid", str(grid),
+                                      "--format", "markdown", "--junit", str(junit)])
+    assert result.exit_code == 1
+    assert "sample · document-retrieval · bm25:k1=0.9: regressed (ndcg@10" in result.stdout
+    suite = ET.parse(junit).getroot()
+    assert suite.get("tests") == "4" and suite.get("failures") == "1"
+    (failure,) = suite.iter("failure")
+    assert "ndcg@10" in failure.get("message")
+    # The per-query values travelled in the JSON, so the paired tests ran (p = 1: no query changed).
+    assert all(row.endswith("| 1 | 1 | ok |") or "regressed" in row
+               for row in result.stdout.splitlines() if row.startswith("| sample"))
+    missing = CliRunner().invoke(app, ["compare", str(tmp_path / "none.json")])
+    assert missing.exit_code == 2 and "no such file" in missing.stderr
+
+
+# --------------------------------------------------------------------------- resume
+
+
+SLEEPY = """\
+import os, time
+from indexbench import hookimpl
+from indexbench.registry import IndexerEntry
+
+
+class Sleepy:
+    name = "sleepy"
+
+    def __init__(self, config):
+        pass
+
+    def build_retriever(self, problem, ctx):
+        time.sleep(float(os.environ.get("SLEEPY_SECONDS", "0")))
+
+        class Nothing:
+            def search(self, queries, k):
+                return [[] for _ in queries]
+        return Nothing()
+
+
+@hookimpl
+def register_indexers(register):
+    register(IndexerEntry(name="sleepy", factory=Sleepy))
+"""
+
+
+def _rows(path: Path) -> list[tuple[int, str, str]]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT id, indexer, grid_id FROM records ORDER BY id").fetchall()
+    conn.close()
+    return rows
+
+
+def test_a_grid_killed_with_sigkill_resumes_without_recomputing_finished_cells(tmp_path, user):
+    site = tmp_path / "site"
+    (site / "indexbench_sleepy").mkdir(parents=True)
+    (site / "indexbench_sleepy" / "__init__.py").write_text(SLEEPY)
+    info = site / "indexbench_sleepy-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: indexbench-sleepy\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[indexbench]\nsleepy = indexbench_sleepy\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+           "SLEEPY_SECONDS": "120"}
+    store = user / "results.sqlite"
+    command = [sys.executable, "-m", "indexbench", "run", "-i", "bm25,bm25:k1=0.9,sleepy,bm25:b=0.5",
+               "-t", "document-retrieval", "-q", "--resume"]
+    grid = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (store.exists() and len(_rows(store)) >= 2):
+            time.sleep(0.2)
+        assert len(_rows(store)) == 2, "the first two cells did not finish in time"
+        time.sleep(0.5)  # well inside the sleepy cell
+        grid.send_signal(signal.SIGKILL)
+    finally:
+        grid.wait(timeout=30)
+    before = _rows(store)
+    assert [r[1] for r in before] == ["bm25", "bm25:k1=0.9"]
+    env["SLEEPY_SECONDS"] = "0"
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    after = _rows(store)
+    assert after[:2] == before  # the finished cells were not recomputed (no new rows for them)
+    assert [r[1] for r in after] == ["bm25", "bm25:k1=0.9", "sleepy", "bm25:b=0.5"]
+    assert len({r[2] for r in after}) == 1  # one grid, each cell once
+    assert "2 finished cell(s) reused" in resumed.stderr
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and _rows(store) == after and "4 finished cell(s) reused" in again.stderr
