@@ -22,7 +22,7 @@ timed lm-scifact indexbench run -i "lmindexer$SCIFACT_STEPS" -t document-retriev
 # budget by lmindexer_fidelity.sh. On the CPU the budget is cut to ABLATION_BUDGET; on a GPU they
 # run at the defaults.
 if [ "$DEVICE" = cpu ]; then
-    BUDGET=${ABLATION_BUDGET:-:reconstructor_warmup_steps=300:encoder_warmup_steps=60:position_steps=60}
+    BUDGET=${ABLATION_BUDGET:-:reconstructor_warmup_steps=150:encoder_warmup_steps=30:position_steps=30}
 else
     BUDGET=""
 fi

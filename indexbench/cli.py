@@ -255,6 +255,45 @@ def compare(
         raise typer.Exit(1)
 
 
+@app.command()
+@friendly_errors
+def verify(
+    references: Annotated[Path, typer.Option("--references", "-r", help="The reference matrix (TOML).")] = Path(
+        "benchmarks/references.toml"),
+    data_dir: DataDir = None,
+    store: StorePath = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Artifact cache [default: $INDEXBENCH_CACHE, else a per-user cache dir].")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Run the reference cells whose data is present and judge each against its published figure."""
+    from rich.table import Table
+
+    from . import paths
+    from .console import RichProgress
+    from .references import load_references
+    from .references import verify as verify_references
+    from .store import ResultStore
+
+    refs = load_references(references)
+    results = ResultStore(paths.results_path(store))
+    with _sigterm_unwinds(), RichProgress(enabled=not quiet) as progress:
+        verdicts = verify_references(refs, data_dir=data_dir, store=results, cache_dir=cache_dir, device=device,
+                                     progress=progress)
+    table = Table(title=f"references ({references})", title_justify="left")
+    for col in ("reference", "cell", "metric", "published", "ours", "tolerance", "verdict"):
+        table.add_column(col)
+    colours = {"ok": "green", "near": "yellow", "fail": "red", "error": "red", "skipped": "dim"}
+    for v in verdicts:
+        r = v.reference
+        table.add_row(r.name, f"{r.indexer} × {r.task} × {r.dataset}", r.metric, f"{r.value:.4f}",
+                      "" if v.ours is None else f"{v.ours:.4f}", f"±{r.tolerance:.4f}",
+                      f"[{colours[v.status]}]{v.status}[/]" + (f" ({v.reason})" if v.reason else ""))
+    _console().print(table)
+    if any(v.status in ("fail", "error") for v in verdicts):
+        raise typer.Exit(1)
+
+
 @app.command(name="import")
 @friendly_errors
 def import_records(

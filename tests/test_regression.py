@@ -259,3 +259,52 @@ def test_a_grid_killed_with_sigkill_resumes_without_recomputing_finished_cells(t
     assert "2 finished cell(s) reused" in resumed.stderr
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and _rows(store) == after and "4 finished cell(s) reused" in again.stderr
+
+
+def test_every_shipped_grid_file_names_real_indexers_options_and_tasks():
+    from indexbench.registry import get_registry
+    from indexbench.runner import plan_grid
+
+    grids = sorted((Path(__file__).parents[1] / "benchmarks" / "grids").glob("*.toml"))
+    assert any(g.name == "ci.toml" for g in grids)
+    for path in grids:
+        grid = load_grid(path)
+        plan_grid(grid.indexers, grid.tasks or ["id-quality"], [], get_registry())  # raises on a bad name
+
+
+def test_verify_judges_present_references_and_skips_absent_data(tmp_path, user):
+    from indexbench.references import Reference, judge, load_references, verify
+
+    bm25 = run_grid(["bm25"], ["document-retrieval"], ["sample"], store=False, use_cache=False, device="cpu")[0]
+    ours = bm25.metrics["ndcg@10"]
+    refs = _write(tmp_path / "refs.toml", f"""
+[[reference]]
+name = "bm25 on the sample data"
+indexer = "bm25"
+task = "document-retrieval"
+dataset = "sample"
+metric = "ndcg@10"
+value = {ours + 0.015}
+tolerance = 0.01
+
+[[reference]]
+name = "BM25 on SciFact (BEIR)"
+indexer = "bm25"
+task = "document-retrieval"
+dataset = "scifact"
+metric = "ndcg@10"
+value = 0.665
+tolerance = 0.035
+""")
+    verdicts = verify(load_references(refs), data_dir=tmp_path / "no-data", store=False, use_cache=False,
+                      device="cpu")
+    assert [v.status for v in verdicts] == ["near", "skipped"]
+    assert verdicts[0].ours == pytest.approx(ours) and "scifact" in verdicts[1].reason
+    ref = Reference("r", "bm25", "document-retrieval", "sample", "ndcg@10", 0.5, 0.01)
+    assert [judge(ref, x) for x in (0.505, 0.49, 0.485, 0.47)] == ["ok", "ok", "near", "fail"]
+    bad = _write(tmp_path / "bad.toml", '[[reference]]\nname = "x"\n')
+    with pytest.raises(ConfigError, match="reference 1: missing key 'indexer'"):
+        load_references(bad)
+    shipped = load_references(Path(__file__).parents[1] / "benchmarks" / "references.toml")
+    assert {(r.indexer, r.dataset, r.value) for r in shipped} >= {("bm25", "scifact", 0.665),
+                                                                   ("dual-encoder", "scifact", 0.645)}

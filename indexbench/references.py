@@ -1,0 +1,103 @@
+"""`indexbench verify`: run the cells of a reference matrix of published numbers (TOML, see
+``benchmarks/references.toml``) whose data is present, and say how close each came.
+
+A reference is ``ok`` when our value is within its ``tolerance`` of the published one, ``near``
+within twice that, else ``fail``; one whose dataset is absent is ``skipped`` with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .gridfile import _toml
+
+REQUIRED = {"name": str, "indexer": str, "task": str, "dataset": str, "metric": str, "value": float,
+            "tolerance": float}
+
+
+@dataclass(frozen=True)
+class Reference:
+    name: str
+    indexer: str
+    task: str
+    dataset: str
+    metric: str
+    value: float
+    tolerance: float
+
+
+@dataclass
+class Verdict:
+    reference: Reference
+    status: str  # ok | near | fail | skipped | error
+    ours: float | None = None
+    reason: str = ""
+
+
+def load_references(path: str | Path) -> list[Reference]:
+    path = Path(path)
+    data = _toml(path)
+    if set(data) - {"reference"} or not isinstance(data.get("reference"), list):
+        raise ConfigError(f"{path}: expected [[reference]] tables only")
+    refs = []
+    for i, entry in enumerate(data["reference"], start=1):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{path}: reference {i} is not a table")
+        extra = set(entry) - set(REQUIRED)
+        if extra:
+            raise ConfigError(f"{path}: reference {i}: unknown key {sorted(extra)[0]!r}; "
+                              f"valid keys: {', '.join(REQUIRED)}")
+        values: dict[str, Any] = {}
+        for key, kind in REQUIRED.items():
+            if key not in entry:
+                raise ConfigError(f"{path}: reference {i}: missing key {key!r}")
+            value = entry[key]
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float \
+                else isinstance(value, str) and value.strip()
+            if not ok:
+                raise ConfigError(f"{path}: reference {i}: {key!r} must be a {'number' if kind is float else 'string'}, "
+                                  f"got {value!r}")
+            values[key] = float(value) if kind is float else value
+        refs.append(Reference(**values))
+    return refs
+
+
+def judge(reference: Reference, ours: float) -> str:
+    gap = abs(ours - reference.value)
+    if gap <= reference.tolerance + 1e-12:
+        return "ok"
+    return "near" if gap <= 2 * reference.tolerance + 1e-12 else "fail"
+
+
+def verify(references: list[Reference], *, data_dir: Any = None, **run_options: Any) -> list[Verdict]:
+    """Run every reference cell whose dataset is present (one grid per dataset) and judge it."""
+    from . import paths
+    from .datasets import dataset_status
+    from .registry import get_registry
+    from .runner import run_grid
+
+    registry = get_registry()
+    root = paths.data_dir(data_dir)
+    verdicts: list[Verdict] = []
+    runnable: list[Reference] = []
+    for ref in references:
+        entry = registry.datasets.get(ref.dataset)
+        status, message = dataset_status(entry, root) if entry is not None else ("missing", "not a registered dataset")
+        if status in ("ok", "built-in"):
+            runnable.append(ref)
+        else:
+            verdicts.append(Verdict(ref, "skipped", reason=f"dataset {ref.dataset} {status}: {message}"))
+    for ref in runnable:
+        (record,) = run_grid([ref.indexer], [ref.task], [ref.dataset], data_dir=data_dir, **run_options)
+        if record.status != "ok":
+            verdicts.append(Verdict(ref, "error", reason=f"{record.status}: {record.reason}"))
+        elif ref.metric not in record.metrics:
+            verdicts.append(Verdict(ref, "error", reason=f"the cell reports no {ref.metric}"))
+        else:
+            ours = record.metrics[ref.metric]
+            verdicts.append(Verdict(ref, judge(ref, ours), ours))
+    order = {ref: i for i, ref in enumerate(references)}
+    return sorted(verdicts, key=lambda v: order[v.reference])
