@@ -66,7 +66,7 @@ class Grid:
     tolerances: Tolerances = field(default_factory=Tolerances)
 
 
-def _toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> dict[str, Any]:
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10
@@ -135,7 +135,7 @@ def parse_tolerances(path: Path, data: Any) -> Tolerances:
 def load_grid(path: str | Path) -> Grid:
     """Read and check a grid file (names are checked later, with the rest of the run's input)."""
     path = Path(path)
-    data = _toml(path)
+    data = read_toml(path)
     _unknown(path, "", set(data), GRID_KEYS)
     indexers = _strings(path, data, "indexers")
     if not indexers:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .gridfile import _toml
+from .gridfile import read_toml
 
 REQUIRED = {"name": str, "indexer": str, "task": str, "dataset": str, "metric": str, "value": float,
             "tolerance": float}
@@ -39,7 +39,7 @@ class Verdict:
 
 def load_references(path: str | Path) -> list[Reference]:
     path = Path(path)
-    data = _toml(path)
+    data = read_toml(path)
     if set(data) - {"reference"} or not isinstance(data.get("reference"), list):
         raise ConfigError(f"{path}: expected [[reference]] tables only")
     refs = []
