@@ -73,8 +73,9 @@ class Comparison:
         return [c for c in self.cells if c.failed]
 
 
-def load_side(path: str | Path, *, results: bool = True) -> list[RunRecord]:
-    """The records of one side: a store (latest per cell) or a JSON records file."""
+def load_side(path: str | Path) -> list[RunRecord]:
+    """The records of one side: a store (latest per cell, with the per-query values the paired
+    tests need but not the rankings) or a JSON records file."""
     path = Path(path)
     if not path.exists():
         raise DataError(path, "no such file (compare takes a run --json file or a results store)")
@@ -83,7 +84,7 @@ def load_side(path: str | Path, *, results: bool = True) -> list[RunRecord]:
     with open(path, "rb") as fh:
         head = fh.read(len(SQLITE_MAGIC))
     if head == SQLITE_MAGIC:
-        return ResultStore(path).records(results=results)
+        return ResultStore(path).records(results={"per_query"})
     records = read_records(path)
     latest: dict[tuple[str, str, str, int], RunRecord] = {}
     for record in records:

@@ -19,6 +19,7 @@ import sqlite3
 import tempfile
 import time
 import zlib
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -193,7 +194,7 @@ class ResultStore:
         beside = self.path.with_name(self.path.name + ".recovered.jsonl")
         if beside.parent.is_dir() and os.access(beside.parent, os.W_OK):
             return beside
-        return Path(tempfile.gettempdir()) / f"indexbench-recovered-{os.getpid()}.jsonl"
+        return _last_resort_recovery_path()
 
     def import_file(self, path: str | Path) -> int:
         """Add every record of a recovery (JSON-lines) file; returns how many."""
@@ -213,10 +214,11 @@ class ResultStore:
         indexer: str | None = None,
         grid_id: str | None = None,
         latest: bool = True,
-        results: bool = False,
+        results: bool | Collection[str] = False,
     ) -> list[RunRecord]:
         """Records matching the filters, oldest first; with ``latest`` only the newest per cell
-        (dataset, task, indexer, seed). ``results`` also reads the per-query results."""
+        (dataset, task, indexer, seed). ``results`` also reads the per-query results: True for
+        all of them, or a collection of the ones wanted (``{"per_query"}`` skips the rankings)."""
         if not self.path.exists():
             return []
         where, args = [], []
@@ -224,7 +226,8 @@ class ResultStore:
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
-        columns = [c for c in _COLUMNS if results or c not in _BLOB_COLUMNS]
+        wanted = _BLOB_COLUMNS if results is True else set(results or ())
+        columns = [c for c in _COLUMNS if c not in _BLOB_COLUMNS or c in wanted]
         sql = f"SELECT {', '.join(columns)} FROM records"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -264,6 +267,10 @@ def _explain(exc: sqlite3.Error) -> str:
     return text
 
 
+def _last_resort_recovery_path() -> Path:
+    return Path(tempfile.gettempdir()) / f"indexbench-recovered-{os.getpid()}.jsonl"
+
+
 def write_recovery(record: RunRecord, path: Path) -> Path:
     """Append ``record`` as one JSON line to ``path`` (flushed to disk) and return the path."""
     line = json.dumps(record.to_dict(), sort_keys=True)
@@ -273,7 +280,7 @@ def write_recovery(record: RunRecord, path: Path) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
     except OSError:  # the chosen folder failed too: the temp directory is the last resort
-        path = Path(tempfile.gettempdir()) / f"indexbench-recovered-{os.getpid()}.jsonl"
+        path = _last_resort_recovery_path()
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
     return path
