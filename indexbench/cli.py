@@ -200,6 +200,11 @@ class CompareFormat(str, Enum):
     markdown = "markdown"
 
 
+class SeedGate(str, Enum):
+    each = "each"
+    mean = "mean"
+
+
 @app.command()
 @friendly_errors
 def compare(
@@ -209,6 +214,8 @@ def compare(
     absolute: Annotated[float | None, typer.Option(help="Allowed drop of any metric [default: the grid's, else 0.001].")] = None,
     relative: Annotated[float | None, typer.Option(help="Allowed drop as a fraction of the baseline value.")] = None,
     timings: Annotated[float | None, typer.Option(help="Also compare timings: allowed relative growth (0.5 = +50 %).")] = None,
+    seeds: Annotated[SeedGate | None, typer.Option(
+        "--seeds", help="With several seeds, gate on each seed's cell or on their mean [default: the grid's, else each].")] = None,
     fmt: Annotated[CompareFormat, typer.Option("--format", "-f")] = CompareFormat.rich,
     junit: Annotated[Path | None, typer.Option("--junit", help="Also write JUnit XML here (for CI systems).")] = None,
     store: StorePath = None,
@@ -228,6 +235,8 @@ def compare(
             relative=tolerances.default.relative if relative is None else relative))
     if timings is not None:
         tolerances = dataclasses.replace(tolerances, timings=timings)
+    if seeds is not None:
+        tolerances = dataclasses.replace(tolerances, seeds=seeds.value)
     current = current or paths.results_path(store)
     if junit is not None:
         paths.check_writable_file(junit, "--junit")

@@ -8,11 +8,19 @@ with a paired t-test and a Wilcoxon signed-rank test over the queries both score
 baseline cell that is missing now, or is an error now, or a metric that is gone, fails with its
 reason; a cell only the current side has is listed as new. Timings (lower is better) are
 compared only when a relative tolerance for them is given, since machines differ.
+
+Where a cell ran with several seeds, one more row per (dataset, task, indexer) compares the mean
+across seeds (shown as mean ± sample standard deviation on each side), tested over every
+(seed, query) pair both sides scored. Which rows decide the exit status is the tolerance's
+``seeds``: ``each`` (default; every seed's cell must hold, the mean row is shown) or ``mean`` (the
+mean must hold; a single seed's drop is shown but does not fail -- for indexers whose numbers
+vary by seed). A missing or failed seed fails either way: the run is incomplete.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +45,8 @@ class MetricCheck:
     p_ttest: float | None = None
     p_wilcoxon: float | None = None
     n_queries: int = 0
+    baseline_sd: float | None = None  # across seeds, on a mean-of-seeds row
+    current_sd: float | None = None
 
     @property
     def delta(self) -> float | None:
@@ -51,15 +61,22 @@ class CellCheck:
     status: str  # ok | regressed | missing | error | new | skipped
     reason: str = ""
     metrics: list[MetricCheck] = field(default_factory=list)
+    seeds: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # a mean-of-seeds row: each side's seeds
+    gating: bool = True  # False: a drop is shown but does not fail (see the module's doc)
 
     @property
     def label(self) -> str:
         dataset, task, indexer, seed = self.key
+        if self.seeds is not None:
+            base, now = (",".join(map(str, s)) for s in self.seeds)
+            return f"{dataset} · {task} · {indexer} · mean of seeds {base}" + (f" → {now}" if now != base else "")
         return f"{dataset} · {task} · {indexer}" + (f" · seed {seed}" if seed else "")
 
     @property
     def failed(self) -> bool:
-        return self.status in {"regressed", "missing", "error"}
+        if self.status == "regressed":
+            return self.gating
+        return self.status in {"missing", "error"}
 
 
 @dataclass
@@ -119,14 +136,64 @@ def compare(baseline: Sequence[RunRecord], current: Sequence[RunRecord], toleran
         reason = "; ".join(f"{c.name} {_describe(c)}" for c in bad)
         cells.append(CellCheck(key, status, reason, checks))
     cells += [CellCheck(key, "new", "only in the current run") for key in now]
-    return Comparison(baseline_name, current_name, cells)
+    return Comparison(baseline_name, current_name, _with_seed_means(cells, baseline, current, tolerances))
+
+
+def _by_group(records: Sequence[RunRecord]) -> dict[tuple[str, str, str], dict[int, RunRecord]]:
+    groups: dict[tuple[str, str, str], dict[int, RunRecord]] = {}
+    for record in records:
+        if record.status == "ok":
+            dataset, task, indexer, seed = cell_key(record)
+            groups.setdefault((dataset, task, indexer), {})[seed] = record
+    return groups
+
+
+def _with_seed_means(cells: list[CellCheck], baseline: Sequence[RunRecord], current: Sequence[RunRecord],
+                     tolerances: Tolerances) -> list[CellCheck]:
+    """Insert a mean-of-seeds row after the last seed of every cell that ran with several seeds on
+    either side, and decide which rows gate (``tolerances.seeds``)."""
+    base, now = _by_group(baseline), _by_group(current)
+    means: dict[tuple[str, str, str], CellCheck] = {}
+    for group, seeds in base.items():
+        mine = now.get(group, {})
+        if not mine or max(len(seeds), len(mine)) < 2:
+            continue
+        checks = []
+        for name in dict.fromkeys(name for r in seeds.values() for name in r.metrics):
+            before = [r.metrics[name] for r in seeds.values() if name in r.metrics]
+            after = [r.metrics[name] for r in mine.values() if name in r.metrics]
+            mean = statistics.fmean(before)
+            check = _judge(name, mean, statistics.fmean(after) if after else None, tolerances)
+            check.baseline_sd, check.current_sd = _sd(before), _sd(after)
+            checks.append(check)
+        bad = [c for c in checks if c.status in {"regressed", "missing"}]
+        means[group] = CellCheck((*group, min(seeds)), "regressed" if bad else "ok",
+                                 "; ".join(f"{c.name} {_describe(c)}" for c in bad), checks,
+                                 seeds=(tuple(sorted(seeds)), tuple(sorted(mine))),
+                                 gating=tolerances.seeds == "mean")
+    out: list[CellCheck] = []
+    for index, cell in enumerate(cells):
+        group = cell.key[:3]
+        if group in means and tolerances.seeds == "mean":
+            cell.gating = False
+        out.append(cell)
+        if group in means and not any(c.key[:3] == group for c in cells[index + 1:]):
+            out.append(means.pop(group))
+    return out
+
+
+def _sd(values: list[float]) -> float | None:
+    return statistics.stdev(values) if len(values) > 1 else None
 
 
 def _metric(name: str, base: float, cur: RunRecord, tolerances: Tolerances) -> MetricCheck:
+    return _judge(name, base, cur.metrics.get(name), tolerances)
+
+
+def _judge(name: str, base: float, value: float | None, tolerances: Tolerances) -> MetricCheck:
     allowed = tolerances.of(name).allowed(base)
-    if name not in cur.metrics:
+    if value is None:
         return MetricCheck(name, base, None, allowed, "missing")
-    value = cur.metrics[name]
     delta = value - base
     status = "regressed" if delta < -allowed - 1e-12 else "improved" if delta > allowed + 1e-12 else "ok"
     return MetricCheck(name, base, value, allowed, status)
@@ -142,18 +209,22 @@ def _timing(name: str, base: float, cur: RunRecord, relative: float) -> MetricCh
 
 
 def add_significance(comparison: Comparison, baseline: Sequence[RunRecord], current: Sequence[RunRecord]) -> None:
-    """Paired tests of every metric whose per-query values both sides kept."""
+    """Paired tests of every metric whose per-query values both sides kept; a mean-of-seeds row
+    pairs every (seed, query) both sides scored."""
     base = {cell_key(r): r for r in baseline}
     now = {cell_key(r): r for r in current}
     for cell in comparison.cells:
-        b, c = base.get(cell.key), now.get(cell.key)
-        if b is None or c is None or not b.per_query or not c.per_query:
+        dataset, task, indexer, seed = cell.key
+        seeds = sorted(set(cell.seeds[0]) & set(cell.seeds[1])) if cell.seeds is not None else [seed]
+        sides = [(base.get((dataset, task, indexer, s)), now.get((dataset, task, indexer, s))) for s in seeds]
+        sides = [(b, c) for b, c in sides if b is not None and c is not None and b.per_query and c.per_query]
+        if not sides:
             continue
-        queries = sorted(set(b.per_query) & set(c.per_query))
         for check in cell.metrics:
             if check.lower_is_better:
                 continue
-            pairs = [(b.per_query[q][check.name], c.per_query[q][check.name]) for q in queries
+            pairs = [(b.per_query[q][check.name], c.per_query[q][check.name]) for b, c in sides
+                     for q in sorted(set(b.per_query) & set(c.per_query))
                      if check.name in b.per_query[q] and check.name in c.per_query[q]]
             check.n_queries = len(pairs)
             check.p_ttest, check.p_wilcoxon = paired_tests([p[0] for p in pairs], [p[1] for p in pairs])
@@ -167,14 +238,18 @@ def paired_tests(baseline: Sequence[float], current: Sequence[float]) -> tuple[f
     differences = [c - b for b, c in zip(baseline, current)]
     if all(abs(d) < 1e-12 for d in differences):
         return 1.0, 1.0
+    import warnings
+
     from scipy import stats
 
-    t = stats.ttest_rel(current, baseline)
-    p_t = float(t.pvalue) if not math.isnan(t.pvalue) else 1.0
-    try:
-        p_w = float(stats.wilcoxon(current, baseline, zero_method="wilcox").pvalue)
-    except ValueError:  # every difference zero after the zero method drops them
-        p_w = 1.0
+    with warnings.catch_warnings():  # near-constant differences: scipy warns, the p-value stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        t = stats.ttest_rel(current, baseline)
+        p_t = float(t.pvalue) if not math.isnan(t.pvalue) else 1.0
+        try:
+            p_w = float(stats.wilcoxon(current, baseline, zero_method="wilcox").pvalue)
+        except ValueError:  # every difference zero after the zero method drops them
+            p_w = 1.0
     return p_t, p_w
 
 
@@ -196,17 +271,22 @@ def rows(comparison: Comparison) -> list[list[str]]:
             out.append([cell.label, "", "", "", "", "", "", "", f"{cell.status}: {cell.reason}"])
             continue
         for check in cell.metrics:
+            status = check.status
+            if status == "regressed" and not cell.gating:
+                status = "regressed, not gated"  # tolerance.seeds decides which rows fail
             out.append([
                 cell.label, check.name + (" (lower is better)" if check.lower_is_better else ""),
-                _num(check.baseline), _num(check.current),
+                _num(check.baseline, check.baseline_sd), _num(check.current, check.current_sd),
                 "" if check.delta is None else f"{check.delta:+.4f}", f"±{check.allowed:.4f}",
-                _p(check.p_ttest), _p(check.p_wilcoxon), check.status,
+                _p(check.p_ttest), _p(check.p_wilcoxon), status,
             ])
     return out
 
 
-def _num(value: float | None) -> str:
-    return "" if value is None else f"{value:.4f}"
+def _num(value: float | None, sd: float | None = None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4f}" + (f" ± {sd:.4f}" if sd is not None else "")
 
 
 def _p(value: float | None) -> str:
@@ -216,8 +296,12 @@ def _p(value: float | None) -> str:
 def summary(comparison: Comparison) -> str:
     failed = comparison.failed
     if not failed:
-        n = sum(c.status == "ok" for c in comparison.cells)
-        return f"{n} cell{'' if n == 1 else 's'} within tolerance of {comparison.baseline}"
+        n = sum(c.status == "ok" and c.seeds is None for c in comparison.cells)
+        text = f"{n} cell{'' if n == 1 else 's'} within tolerance of {comparison.baseline}"
+        loose = sum(c.status == "regressed" for c in comparison.cells)
+        if loose:
+            text += f"; {loose} beyond it but not gated (tolerance.seeds decides: each seed, or their mean)"
+        return text
     return f"{len(failed)} cell{'' if len(failed) == 1 else 's'} failed against {comparison.baseline}: " + \
         "; ".join(f"{c.label}: {c.status} ({c.reason})" for c in failed)
 
@@ -239,8 +323,10 @@ def render_junit(comparison: Comparison) -> str:
                        skipped=str(sum(c.status == "skipped" for c in cases)))
     for cell in cases:
         dataset, task, indexer, seed = cell.key
-        case = ET.SubElement(suite, "testcase", classname=f"{dataset}.{task}",
-                             name=indexer + (f" seed {seed}" if seed else ""))
+        name = indexer + (f" seed {seed}" if seed else "")
+        if cell.seeds is not None:
+            name = f"{indexer} mean of seeds " + ",".join(map(str, cell.seeds[0]))
+        case = ET.SubElement(suite, "testcase", classname=f"{dataset}.{task}", name=name)
         if cell.failed:
             ET.SubElement(case, "failure", message=f"{cell.status}: {cell.reason}", type=cell.status).text = \
                 "\n".join(" ".join(r[1:]) for r in rows(Comparison("", "", [cell])))

@@ -12,6 +12,7 @@ may move before `indexbench compare` calls it a regression.
     absolute = 0.001      # this much, or within this fraction of the baseline value
     relative = 0.0
     timings = 0.5         # optional: timings (lower is better) may grow by 50 %; off when absent
+    seeds = "mean"        # several seeds: gate on their mean, not on each seed's cell (default "each")
 
     [tolerance.metrics."ndcg@10"]   # per-metric overrides
     absolute = 0.01
@@ -29,7 +30,8 @@ from typing import Any
 from .errors import ConfigError
 
 GRID_KEYS = {"indexers", "tasks", "datasets", "seeds", "data_dir", "device", "tolerance"}
-TOLERANCE_KEYS = {"absolute", "relative", "timings", "metrics"}
+TOLERANCE_KEYS = {"absolute", "relative", "timings", "metrics", "seeds"}
+SEED_GATES = ("each", "mean")
 DEFAULT_ABSOLUTE = 1e-3
 """A metric may drop by this much before it fails (same seed gives the same metrics on one
 machine; another CPU or BLAS build can move the last digits)."""
@@ -49,6 +51,7 @@ class Tolerances:
     default: Tolerance = field(default_factory=Tolerance)
     metrics: dict[str, Tolerance] = field(default_factory=dict)
     timings: float | None = None  # relative growth allowed; None = timings not compared
+    seeds: str = "each"  # each: every seed's cell must hold; mean: the mean across seeds must
 
     def of(self, metric: str) -> Tolerance:
         return self.metrics.get(metric, self.default)
@@ -129,7 +132,10 @@ def parse_tolerances(path: Path, data: Any) -> Tolerances:
     metrics = {name: _tolerance(path, value, f"tolerance.metrics.{name}", default)
                for name, value in metrics_table.items()}
     timings = _number(path, "tolerance.timings", data["timings"]) if "timings" in data else None
-    return Tolerances(default=default, metrics=metrics, timings=timings)
+    seeds = data.get("seeds", "each")
+    if seeds not in SEED_GATES:
+        raise ConfigError(f"{path}: 'tolerance.seeds' must be one of {', '.join(SEED_GATES)}, got {seeds!r}")
+    return Tolerances(default=default, metrics=metrics, timings=timings, seeds=seeds)
 
 
 def load_grid(path: str | Path) -> Grid:

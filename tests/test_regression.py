@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from indexbench.cli import app
-from indexbench.compare import compare, paired_tests
+from indexbench.compare import add_significance, compare, paired_tests, render_junit, rows, summary
 from indexbench.errors import ConfigError
 from indexbench.gridfile import Tolerance, Tolerances, load_grid
 from indexbench.leaderboard import build_tables, render_markdown
@@ -65,6 +65,7 @@ def test_a_grid_file_gives_cells_seeds_and_tolerances(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ('indexers = ["bm25"]\nindexer = ["x"]\n', "unknown key 'indexer'; valid keys: data_dir, datasets, device,"),
     ('indexers = ["bm25"]\nseeds = "0,1"\n', "'seeds' must be a non-empty list of integers, got '0,1'"),
+    ('indexers = ["bm25"]\n[tolerance]\nseeds = "median"\n', "'tolerance.seeds' must be one of each, mean, got 'median'"),
     ('indexers = [3]\n', "'indexers' must be a non-empty list of strings"),
     ('tasks = ["id-quality"]\n', "'indexers' is required"),
     ('indexers = ["bm25"\n', "not valid TOML"),
@@ -116,9 +117,9 @@ def test_several_seeds_run_each_cell_once_per_seed_and_the_leaderboard_shows_mea
 
 
 def _rec(indexer: str, metrics: dict[str, float], *, status: str = "ok", per_query=None, task="product-search",
-         reason: str = "") -> RunRecord:
+         reason: str = "", seed: int = 0) -> RunRecord:
     return RunRecord(indexer=indexer, task=task, dataset="sample", status=status, metrics=metrics,
-                     per_query=per_query or {}, reason=reason)
+                     per_query=per_query or {}, reason=reason, seed=seed)
 
 
 def test_compare_passes_within_tolerance_and_names_what_moved_beyond_it():
@@ -140,6 +141,44 @@ def test_compare_passes_within_tolerance_and_names_what_moved_beyond_it():
     assert cell.status == "regressed"
     assert cell.reason == ("ndcg@5 0.5000 → 0.4800 (-0.0200, tolerance ±0.0100); "
                            "map@5 0.4000 → 0.3500 (-0.0500, tolerance ±0.0400)")
+
+
+def test_compare_shows_the_mean_and_sd_across_seeds_and_gates_on_it_when_asked():
+    def run(values, per_query=None):
+        return [_rec("a", {"ndcg@5": v}, seed=s, per_query=(per_query or {}).get(s)) for s, v in enumerate(values)]
+
+    queries = {s: {f"q{i}": {"ndcg@5": 0.1 * i + 0.01 * s} for i in range(6)} for s in range(3)}
+    base = run([0.50, 0.52, 0.54], queries)
+    # One seed drops by 0.03, the mean by 0.01: within a 0.015 tolerance, beyond it for that seed.
+    moved = {s: {q: {"ndcg@5": v["ndcg@5"] - (0.03 if s == 1 else 0.0)} for q, v in qs.items()}
+             for s, qs in queries.items()}
+    cur = run([0.50, 0.49, 0.54], moved)
+    each = compare(base, cur, Tolerances(default=Tolerance(absolute=0.015)))
+    add_significance(each, base, cur)
+    mean_row = each.cells[-1]
+    assert [c.key[3] for c in each.cells[:3]] == [0, 1, 2] and mean_row.seeds == ((0, 1, 2), (0, 1, 2))
+    (check,) = mean_row.metrics
+    assert check.baseline == pytest.approx(0.52) and check.baseline_sd == pytest.approx(0.02)
+    assert check.current == pytest.approx(0.51) and check.current_sd == pytest.approx(0.02646, abs=1e-5)
+    assert mean_row.status == "ok" and check.n_queries == 18  # every (seed, query) pair both sides have
+    assert [c.key[3] for c in each.failed] == [1]  # by default every seed's cell gates
+    table = rows(each)
+    assert table[-1][0] == "sample · product-search · a · mean of seeds 0,1,2"
+    assert table[-1][2:4] == ["0.5200 ± 0.0200", "0.5100 ± 0.0265"]
+    gate_on_mean = compare(base, cur, Tolerances(default=Tolerance(absolute=0.015), seeds="mean"))
+    assert not gate_on_mean.failed  # the seed's drop is shown, not failed
+    assert "regressed, not gated" in [r[-1] for r in rows(gate_on_mean)]
+    assert "1 beyond it but not gated" in summary(gate_on_mean)
+    worse = compare(base, run([0.47, 0.49, 0.51]), Tolerances(default=Tolerance(absolute=0.015), seeds="mean"))
+    assert [c.label for c in worse.failed] == ["sample · product-search · a · mean of seeds 0,1,2"]
+    # A seed that is missing now still fails when the gate is on the mean: the run is incomplete.
+    short = compare(base, cur[:2], Tolerances(default=Tolerance(absolute=0.015), seeds="mean"))
+    assert [c.status for c in short.failed][0] == "missing"
+    assert short.cells[-1].label.endswith("mean of seeds 0,1,2 → 0,1")
+    # One seed on each side: no mean row.
+    assert all(c.seeds is None for c in compare(base[:1], cur[:1]).cells)
+    junit = ET.fromstring(render_junit(each))
+    assert "a mean of seeds 0,1,2" in [case.get("name") for case in junit.iter("testcase")]
 
 
 def test_paired_tests_on_constructed_runs_with_known_answers():
