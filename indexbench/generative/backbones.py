@@ -139,14 +139,16 @@ class Seq2SeqBackbone:
     def decode(self, decoder_input_ids, encoder_hidden, encoder_mask, cache=None):
         """Decoder hidden states (B, L, D) for ``decoder_input_ids`` (B, L). With a ``cache``
         (`new_cache`), the call continues it and appends to it. Returns (hidden, cache)."""
-        out = self._decoder_body()(
+        body = self._decoder_body()
+        name = _cache_argument(body)
+        out = body(
             input_ids=decoder_input_ids,
             encoder_hidden_states=encoder_hidden,
             encoder_attention_mask=encoder_mask,
-            past_key_values=cache,
             use_cache=cache is not None,
+            **{name: cache},
         )
-        return out.last_hidden_state, out.past_key_values
+        return out.last_hidden_state, getattr(out, name)
 
     def new_cache(self):
         from transformers import DynamicCache, EncoderDecoderCache
@@ -174,7 +176,21 @@ class Seq2SeqBackbone:
     def feature_logits(self, features, position: int):
         """`position_logits` from what the head reads (`head_features`), e.g. cached features."""
         assert self.vocabulary is not None
-        rows = self.vocabulary.rows(position)
+        return self._row_logits(features, self.vocabulary.rows(position))
+
+    @property
+    def text_vocabulary_size(self) -> int:
+        """Rows of the output head that are text tokens (the ID tokens come after them)."""
+        if self.vocabulary is not None:
+            return self.vocabulary.base
+        return int(self.output_head().weight.shape[0])
+
+    def text_logits(self, hidden):
+        """Logits (..., V) of every text token (no ID token) from decoder states: what a decoder
+        that generates text -- an n-gram retriever's -- ranks by."""
+        return self._row_logits(self.head_features(hidden), slice(0, self.text_vocabulary_size))
+
+    def _row_logits(self, features, rows):
         head = self.output_head()
         features = features.to(head.weight.device, head.weight.dtype)
         logits = features @ head.weight[rows].T
@@ -211,6 +227,22 @@ class Seq2SeqBackbone:
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state)
         self.model.to(self.device).eval()
+
+
+_CACHE_ARGUMENT: dict[type, str] = {}
+
+
+def _cache_argument(module: Any) -> str:
+    """The name a decoder's forward takes its key/value cache under: ``cache`` from transformers
+    5.x on (which warns on every call given the old name, and drops it in 5.40), else
+    ``past_key_values``. The output attribute has the same name."""
+    kind = type(module)
+    if kind not in _CACHE_ARGUMENT:
+        import inspect
+
+        parameters = inspect.signature(module.forward).parameters
+        _CACHE_ARGUMENT[kind] = "cache" if "cache" in parameters else "past_key_values"
+    return _CACHE_ARGUMENT[kind]
 
 
 def _encoder_config(model: Any) -> Any:

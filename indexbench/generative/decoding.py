@@ -99,19 +99,9 @@ def constrained_beam_search(backbone: Seq2SeqBackbone, trie: IdTrie, input_ids, 
         scores = scores.view(-1)
         if t + 1 == trie.length:
             break
-        # Carry each surviving beam's decoder state; rows are (query, beam), query-major. A beam's
-        # parent is always a beam of the same query, so only the self-attention states move;
-        # the cross-attention states are the query's, identical for all of its beams.
-        if width == 1:  # every first-step beam extends its query's single row
-            cache.batch_repeat_interleave(new_width)
-        else:
-            cache.self_attention_cache.reorder_cache(parent.view(-1))
-            if new_width != width:
-                query_rows = torch.arange(n_queries, device=device).repeat_interleave(new_width) * width
-                cache.cross_attention_cache.reorder_cache(query_rows)
         if new_width != width:
-            rows_encoded = encoded.repeat_interleave(new_width, dim=0)
-            rows_mask = attention_mask.repeat_interleave(new_width, dim=0)
+            rows_encoded, rows_mask = beam_rows(encoded, attention_mask, new_width)
+        carry_beams(cache, parent.view(-1), n_queries, width, new_width)
         tokens = (chosen.view(-1) + trie_offset(backbone, t)).unsqueeze(1)
         nodes = nodes.clamp(min=0)  # dead beams (-inf) point at node 0; their score keeps them dead
         width = new_width
@@ -121,6 +111,28 @@ def constrained_beam_search(backbone: Seq2SeqBackbone, trie: IdTrie, input_ids, 
     scores = scores.view(n_queries, -1)
     docs[~torch.isfinite(scores)] = -1
     return docs, scores
+
+
+def carry_beams(cache, parent, n_queries: int, width: int, new_width: int) -> None:
+    """Carry each surviving beam's decoder state: rows are (query, beam), query-major, ``width``
+    beams a query before the step and ``new_width`` after; ``parent`` (n_queries * new_width,) is
+    the row each new beam extends. A beam's parent is always a beam of the same query, so only the
+    self-attention states move; the cross-attention states are the query's, identical for all of
+    its beams, and are only widened."""
+    import torch
+
+    if width == 1:  # every first-step beam extends its query's single row
+        cache.batch_repeat_interleave(new_width)
+        return
+    cache.self_attention_cache.reorder_cache(parent)
+    if new_width != width:
+        query_rows = torch.arange(n_queries, device=parent.device).repeat_interleave(new_width) * width
+        cache.cross_attention_cache.reorder_cache(query_rows)
+
+
+def beam_rows(encoded, attention_mask, width: int):
+    """The encoder states and mask repeated for ``width`` beams a query (query-major rows)."""
+    return encoded.repeat_interleave(width, dim=0), attention_mask.repeat_interleave(width, dim=0)
 
 
 def trie_offset(backbone: Seq2SeqBackbone, position: int) -> int:

@@ -98,30 +98,19 @@ class GenerativeRetrieval:
             "seed": ctx.seed,
             "init": getattr(self.indexer, "generative_init_key", None),
         }
-        history: dict[str, Any] = {}
 
-        def create(directory):
-            import torch
-
+        def train() -> dict[str, Any]:
             from .training import train_id_generation
 
+            history: dict[str, Any] = {}
             if init is None and opts.id_init == "documents":
                 history["id_init"] = self._init_from_documents(backbone, problem, codes, ctx)
             history.update(train_id_generation(
-                backbone, examples, opts, ctx, dev_check=lambda: self._dev_check(retriever, problem),
+                backbone, examples, opts, ctx, dev_check=lambda: dev_check(retriever, problem),
                 description=f"{self.name}: training {opts.backbone} on {len(examples):,} pairs"))
-            torch.save(backbone.state_dict(), directory / "model.pt")
-            (directory / "history.json").write_text(json.dumps(history))
+            return history
 
-        def load(directory):
-            import torch
-
-            if not history:  # cache hit: restore the weights and report the original training
-                backbone.load_state_dict(torch.load(directory / "model.pt", map_location=ctx.device))
-                history.update(json.loads((directory / "history.json").read_text()))
-            return retriever
-
-        ctx.cache.get_or_create("generative-models", key, create, load)
+        history = cached_training(ctx, "generative-models", key, backbone, train)
         self.details = {
             "backbone": opts.backbone,
             "id_shape": list(ids.codebook_sizes),
@@ -166,12 +155,40 @@ class GenerativeRetrieval:
                          for tok, d in zip(self._document_tokens(backbone, problem), problem.corpus)]
         return examples
 
-    def _dev_check(self, retriever: GenerativeRetriever, problem: RetrievalProblem) -> dict[str, float]:
-        from ..metrics import ranking_metrics
 
-        qids = sorted(problem.dev.queries)[:DEV_CHECK_QUERIES]
-        if not qids:
-            return {}
-        rankings = retriever.search([problem.dev.queries[q] for q in qids], 10)
-        qrels = {q: problem.dev.qrels.get(q, {}) for q in qids}
-        return ranking_metrics(dict(zip(qids, rankings)), qrels, ["recall@10"])
+
+def cached_training(ctx: RunContext, namespace: str, key: Any, backbone, train) -> dict[str, Any]:
+    """Run ``train()`` (which trains ``backbone`` in place and returns its history) unless the
+    artifact cache holds its result under ``key``; either way ``backbone`` ends with the trained
+    weights, and the history of the training that made them is returned."""
+    history: dict[str, Any] = {}
+
+    def create(directory):
+        import torch
+
+        history.update(train())
+        torch.save(backbone.state_dict(), directory / "model.pt")
+        (directory / "history.json").write_text(json.dumps(history))
+
+    def load(directory):
+        import torch
+
+        if not history:  # cache hit: restore the weights and report the original training
+            backbone.load_state_dict(torch.load(directory / "model.pt", map_location=ctx.device))
+            history.update(json.loads((directory / "history.json").read_text()))
+
+    ctx.cache.get_or_create(namespace, key, create, load)
+    return history
+
+
+def dev_check(retriever: Any, problem: RetrievalProblem, n_queries: int = DEV_CHECK_QUERIES) -> dict[str, float]:
+    """recall@10 of ``retriever`` on the first ``n_queries`` dev queries (by id): progress shown
+    after each training epoch."""
+    from ..metrics import ranking_metrics
+
+    qids = sorted(problem.dev.queries)[:n_queries]
+    if not qids:
+        return {}
+    rankings = retriever.search([problem.dev.queries[q] for q in qids], 10)
+    qrels = {q: problem.dev.qrels.get(q, {}) for q in qids}
+    return ranking_metrics(dict(zip(qids, rankings)), qrels, ["recall@10"])

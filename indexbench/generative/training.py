@@ -1,9 +1,11 @@
-"""Seq2seq fine-tuning: input text → its document's semantic ID.
+"""Seq2seq fine-tuning: input text → its document's semantic ID (or any target sequence).
 
-One loop for every ID indexer: AdamW with warm-up and linear decay (`indexbench.optim`), gradient
-clipping, bf16 autocast on CUDA, a Rich progress bar showing the loss, and an optional check on
-the dev set after each epoch (at most ten times). The loss is `decoding.id_losses`: cross-entropy over each
-position's K codes, the same distribution the constrained search ranks by.
+One loop for every generative retriever (`train_seq2seq`): AdamW with warm-up and linear decay
+(`indexbench.optim`), gradient clipping, bf16 autocast on CUDA, a Rich progress bar showing the
+loss, and an optional check on the dev set after each epoch (at most ten times). What differs is
+the loss of a batch: for ID indexers (`train_id_generation`) it is `decoding.id_losses`,
+cross-entropy over each position's K codes, the same distribution the constrained search ranks
+by; an n-gram retriever passes the text-token loss of its targets.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from .decoding import id_losses
 from .options import GenerativeOptions
 
 Example = tuple[list[int], tuple[int, ...]]
-"""(input token ids, target ID codes)."""
+"""(input token ids, target: ID codes, or target token ids)."""
+
+BatchLoss = Callable[[Seq2SeqBackbone, list[list[int]], list[tuple[int, ...]]], Any]
+"""(backbone, the batch's input token ids, its targets) → the scalar loss tensor."""
 
 
 def train_id_generation(
@@ -32,12 +37,35 @@ def train_id_generation(
     dev_check: Callable[[], dict[str, float]] | None = None,
     description: str = "training the ID generator",
 ) -> dict[str, Any]:
-    """Fine-tune ``backbone`` in place on ``examples``; return the training history."""
+    """Fine-tune ``backbone`` in place on (input → ID) ``examples``; return the training history."""
+    return train_seq2seq(backbone, examples, options, ctx, batch_loss=id_batch_loss, dev_check=dev_check,
+                         description=description)
+
+
+def id_batch_loss(backbone: Seq2SeqBackbone, inputs: list[list[int]], targets: list[tuple[int, ...]]):
+    import torch
+
+    input_ids, mask = backbone.text.collate(inputs, backbone.device)
+    codes = torch.tensor(targets, dtype=torch.long, device=backbone.device)
+    return id_losses(backbone, input_ids, mask, codes).mean()
+
+
+def train_seq2seq(
+    backbone: Seq2SeqBackbone,
+    examples: Sequence[Example],
+    options: GenerativeOptions,
+    ctx: RunContext,
+    *,
+    batch_loss: BatchLoss,
+    dev_check: Callable[[], dict[str, float]] | None = None,
+    description: str = "training the generator",
+) -> dict[str, Any]:
+    """Fine-tune ``backbone`` in place on ``examples`` with ``batch_loss``; return the history."""
     import numpy as np
     import torch
 
     if not examples:
-        raise ValueError("no training examples for the ID generator")
+        raise ValueError("no training examples for the generator")
     started = time.perf_counter()
     per_epoch = math.ceil(len(examples) / options.batch_size)
     total = math.ceil(per_epoch * options.epochs)
@@ -68,11 +96,9 @@ def train_id_generation(
             with ctx.progress.task(description, total=total) as bar:
                 for step, batch in enumerate(plan, start=1):
                     model.train()
-                    input_ids, mask = backbone.text.collate([examples[i][0] for i in batch], backbone.device)
-                    codes = torch.tensor([examples[i][1] for i in batch], dtype=torch.long,
-                                         device=backbone.device)
                     with backbone.autocast():
-                        loss = id_losses(backbone, input_ids, mask, codes).mean()
+                        loss = batch_loss(backbone, [examples[i][0] for i in batch],
+                                          [examples[i][1] for i in batch])
                     losses.append(optimisation.step(loss))
                     bar.advance(1)
                     bar.set_status(f"loss {np.mean(losses[-20:]):.3f}")
