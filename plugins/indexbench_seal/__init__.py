@@ -1,0 +1,123 @@
+"""SEAL-like retrieval (Bevilacqua et al., "Autoregressive Search Engines: Generating Substrings
+as Document Identifiers", NeurIPS 2022): any n-gram that occurs in the corpus is an identifier.
+
+``--indexer seal`` indexes the corpus's token stream (`indexbench.ngram_index.CorpusIndex`, a
+suffix array), fine-tunes the engine's backbone to write n-grams of the relevant documents
+(query → a span of the document near the query's words, query → its title, and, where a
+document is a fair query for itself, a span → another span of the same document), then for a
+query decodes n-grams with a beam search constrained to the corpus and scores every document by
+the evidence of the n-grams it contains (`_scoring`).
+
+It is a retrieving indexer (it assigns no IDs), so it runs in document-retrieval, product-search
+and recommendation, not in id-quality. The engine's options (``backbone``, ``max_steps``,
+``batch_size``, ``lr``, ...) mean what they mean for the ID indexers, so a grid compares it with
+them at the same budget: ``-i seal:max_steps=200,hc:max_steps=200``.
+
+Departures from SEAL, all forced by what is available here or chosen for the corpora's size:
+
+* The backbone is the engine's (MiniLM encoder + warm-started decoder on MiniLM's WordPiece
+  vocabulary), not BART-large; n-grams are WordPiece tokens, not BPE.
+* A suffix array instead of an FM-index: the same queries, uncompressed (a few MB here).
+* Training spans are drawn near the query by token-id overlap in a 3-token window (the authors
+  use fuzzy string matching of word trigrams, without stopwords), ``span_length`` = 10 tokens.
+* Every occurrence of an n-gram is evidence (the authors cap the first stage at 1,500
+  occurrences and fully rescore the best 500 documents); the coverage discount runs over token
+  types of the n-grams a document contains, as theirs does.
+* Unigram evidence is off by default (``unigram_evidence=1000`` turns on SEAL's 1,000 best
+  first-step tokens).
+
+Importing this module is cheap: torch, transformers and the index load inside `build_retriever`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from indexbench import hookimpl
+from indexbench.errors import ConfigError
+from indexbench.generative.options import GenerativeOptions
+from indexbench.registry import IndexerEntry
+
+__version__ = "0.1.0"
+"""Part of every cache key: bump it when a change alters the index, the targets or the model."""
+
+
+@dataclass
+class SealConfig(GenerativeOptions):
+    """Options of ``--indexer seal:key=value:...``: the engine's, plus
+
+    * ``max_ngram`` -- tokens an n-gram may have (SEAL: 10).
+    * ``num_beams`` -- beams of the n-gram search (SEAL: 15); every beam prefix is a candidate.
+    * ``alpha`` -- the power of an n-gram's weight (SEAL: 2).
+    * ``coverage`` -- how much of an n-gram's weight its already-covered tokens lose (SEAL: 0.8).
+    * ``smoothing`` -- added to an n-gram's corpus count in P(n) (SEAL: 5).
+    * ``unigram_evidence`` -- also score the k likeliest first tokens as unigrams (0 = off).
+    * ``span_length`` -- tokens of a training target span (SEAL: 10).
+    * ``spans_per_pair`` -- target spans drawn per training (query, document) pair.
+    * ``title_targets`` -- also train query → the document's title, where there is one.
+    * ``index_max_length`` -- tokens of each document that are indexed (and so can be generated).
+    * ``train`` -- false: use the backbone as it comes (the decoder is then an untrained LM, but
+      every result is still a valid, scored ranking).
+    """
+
+    num_beams: int = 15
+    max_ngram: int = 10
+    alpha: float = 2.0
+    coverage: float = 0.8
+    smoothing: float = 5.0
+    unigram_evidence: int = 0
+    span_length: int = 10
+    spans_per_pair: int = 1
+    title_targets: bool = True
+    index_max_length: int = 512
+    train: bool = True
+
+    def check(self) -> None:
+        positive = {"num_beams": self.num_beams, "max_ngram": self.max_ngram, "span_length": self.span_length,
+                    "spans_per_pair": self.spans_per_pair, "index_max_length": self.index_max_length}
+        for name, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"seal option {name!r} must be at least 1, got {value}")
+        if not 0.0 <= self.coverage <= 1.0:
+            raise ConfigError(f"seal option 'coverage' must be in [0, 1], got {self.coverage}")
+        if self.alpha <= 0 or self.smoothing < 0 or self.unigram_evidence < 0:
+            raise ConfigError("seal options 'alpha' must be > 0, 'smoothing' and 'unigram_evidence' >= 0")
+        if self.indexing_pairs not in ("auto", "yes", "no"):
+            raise ConfigError(f"indexing_pairs must be auto, yes or no, not {self.indexing_pairs!r}")
+
+
+class SealIndexer:
+    """A retrieving indexer: corpus n-gram index + constrained n-gram generation + evidence."""
+
+    name = "seal"
+    version = __version__
+
+    def __init__(self, config: SealConfig | None = None):
+        self.config = config or SealConfig()
+        self.config.check()
+        self.details: dict = {}
+
+    def build_retriever(self, problem, ctx):
+        from ._retriever import build_retriever
+
+        return build_retriever(self, problem, ctx)
+
+    def __repr__(self) -> str:
+        return f"SealIndexer({asdict(self.config)})"
+
+
+@hookimpl
+def register_indexers(register):
+    register(
+        IndexerEntry(
+            name="seal",
+            factory=SealIndexer,
+            config_class=SealConfig,
+            description="SEAL-like: any corpus n-gram is an identifier; constrained n-gram decoding on the "
+            "engine's backbone over a suffix array, documents scored by n-gram evidence",
+            kind="retrieval",
+        )
+    )
+
+
+__all__ = ["SealConfig", "SealIndexer", "register_indexers"]

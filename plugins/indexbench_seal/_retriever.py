@@ -1,0 +1,171 @@
+"""SEAL's pipeline: index the corpus's n-grams, train the backbone to write n-grams of relevant
+documents, and rank by the evidence of the n-grams a query makes it write.
+
+Everything generic comes from the core: the corpus index (`indexbench.ngram_index`), backbone
+loading, the training loop (`train_seq2seq`), the constrained n-gram beam search and its loss
+(`indexbench.generative.ngram_decoding`), and the artifact cache. What is SEAL's is the choice of
+training targets (here) and the evidence aggregation (`_scoring`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from indexbench.data import fingerprint_of
+from indexbench.protocols import RetrievalProblem, RunContext
+
+from ._scoring import EvidenceOptions, ngram_weight, rank, score_documents, unigram_weight
+
+DEV_CHECK_QUERIES = 100
+"""Dev queries decoded after each epoch: n-gram decoding is slower than ID decoding, so fewer."""
+
+
+class SealRetriever:
+    """`Retriever` over a trained backbone and the corpus index."""
+
+    def __init__(self, backbone, index, doc_ids: Sequence[str], config, truncation: str = "right"):
+        self.backbone = backbone
+        self.index = index
+        self.doc_ids = list(doc_ids)
+        self.config = config
+        self.truncation = truncation
+        self.evidence = EvidenceOptions(alpha=config.alpha, coverage=config.coverage, smoothing=config.smoothing)
+
+    def search(self, queries: Sequence[str], k: int, progress=None) -> list[list[tuple[str, float]]]:
+        import torch
+
+        from indexbench.generative.ngram_decoding import search_ngrams_batched
+
+        cfg = self.config
+        tokens = self.backbone.text.tokenize(list(queries), max_length=cfg.query_max_length,
+                                             truncation=self.truncation)
+        with torch.inference_mode(), self.backbone.autocast():
+            found = search_ngrams_batched(self.backbone, self.index, tokens, cfg.num_beams, cfg.max_ngram,
+                                          cfg.eval_batch_size, keep_first_step=cfg.unigram_evidence > 0,
+                                          progress=progress, description="seal: decoding n-grams")
+        results = []
+        for i, ngrams in enumerate(found.ngrams):
+            weights = self.weights(ngrams, None if found.first_step_log_probs is None else found.first_step_log_probs[i])
+            scores = score_documents(weights, self.index, self.evidence)
+            results.append([(self.doc_ids[d], s) for d, s in rank(scores, k)])
+        return results
+
+    def weights(self, ngrams: dict[tuple[int, ...], float], first_step=None) -> dict[tuple[int, ...], float]:
+        """Each generated n-gram's evidence weight, plus unigram evidence when it is on."""
+        n_tokens = self.index.n_tokens
+        weights = {n: ngram_weight(lp, self.index.count(n), n_tokens, self.evidence) for n, lp in ngrams.items()}
+        if first_step is not None:  # the best first tokens, as unigrams the beams did not keep
+            top = np.argsort(-first_step.numpy(), kind="stable")[: self.config.unigram_evidence]
+            for token in top.tolist():
+                unigram = (int(token),)
+                if unigram not in weights:
+                    weights[unigram] = unigram_weight(float(first_step[token]), self.index.count(unigram),
+                                                      n_tokens, self.evidence)
+        return weights
+
+
+def document_tokens(backbone, problem: RetrievalProblem, max_length: int) -> list[list[int]]:
+    """Each document's text tokens (no special tokens), as the index holds them."""
+    text = backbone.text
+    tokens = text.tokenize([d.text for d in problem.corpus], max_length=max_length)
+    head, tail = len(text.prefix), len(text.suffix)
+    return [t[head : len(t) - tail] for t in tokens]
+
+
+def training_examples(problem: RetrievalProblem, backbone, docs: list[list[int]], config, seed: int) -> list:
+    """SEAL's training pairs: (query → a span of a relevant document, weighted towards where the
+    query's tokens are) and (query → the document's title); with documents as queries, also
+    (a span of a document → another span of it)."""
+    rng = np.random.default_rng([seed, 17])
+    text = backbone.text
+    position = {d.id: i for i, d in enumerate(problem.corpus)}
+    queries = text.tokenize([q for q, _ in problem.train_pairs], max_length=config.query_max_length,
+                            truncation=problem.query_truncation)
+    titles = {}
+    examples = []
+    for q_tokens, (_, doc_id) in zip(queries, problem.train_pairs):
+        d = position[doc_id]
+        doc = docs[d]
+        if not doc:
+            continue
+        for _ in range(config.spans_per_pair):
+            examples.append((q_tokens, tuple(_span_near_query(doc, q_tokens, config.span_length, rng))))
+        title = problem.corpus[d].title
+        if config.title_targets and title:
+            if doc_id not in titles:
+                t = text.tokenize([title], max_length=config.span_length + len(text.prefix) + len(text.suffix))[0]
+                titles[doc_id] = tuple(t[len(text.prefix) : len(t) - len(text.suffix)])
+            if titles[doc_id]:
+                examples.append((q_tokens, titles[doc_id]))
+    pairs = config.indexing_pairs
+    if pairs == "yes" or (pairs == "auto" and problem.documents_as_queries):
+        source_length = max(1, config.doc_max_length - len(text.prefix) - len(text.suffix))
+        for doc in docs:
+            if len(doc) < 2:
+                continue
+            source = _random_span(doc, source_length, rng)
+            examples.append((text.prefix + list(source) + text.suffix,
+                             tuple(_random_span(doc, config.span_length, rng))))
+    return examples
+
+
+def _random_span(doc: list[int], length: int, rng) -> list[int]:
+    start = int(rng.integers(0, max(1, len(doc) - length + 1)))
+    return doc[start : start + length]
+
+
+def _span_near_query(doc: list[int], query: list[int], length: int, rng, window: int = 3) -> list[int]:
+    """A span of ``doc`` whose start is drawn with probability ∝ exp(query tokens in the next
+    ``window`` tokens): SEAL's sampler, on token ids instead of fuzzy word matches."""
+    wanted = set(query)
+    hits = np.array([doc[i] in wanted for i in range(len(doc))], dtype=np.float64)
+    overlap = np.convolve(hits, np.ones(window), mode="full")[window - 1 :][: len(doc)]
+    starts = max(1, len(doc) - length + 1)
+    logits = overlap[:starts]
+    p = np.exp(logits - logits.max())
+    start = int(rng.choice(starts, p=p / p.sum()))
+    return doc[start : start + length]
+
+
+def build_retriever(indexer, problem: RetrievalProblem, ctx: RunContext) -> SealRetriever:
+    from indexbench.generative.backbones import load_backbone
+    from indexbench.generative.engine import cached_training, dev_check
+    from indexbench.generative.ngram_decoding import text_batch_loss
+    from indexbench.generative.training import train_seq2seq
+    from indexbench.ngram_index import CorpusIndex
+
+    cfg = indexer.config
+    backbone = load_backbone(cfg.backbone, device=ctx.device, seed=ctx.seed, decoder_layers=cfg.decoder_layers or None)
+
+    started = time.perf_counter()
+    docs = document_tokens(backbone, problem, cfg.index_max_length)
+    index_key = {"corpus": problem.corpus.fingerprint, "tokenizer": backbone.identity["config"],
+                 "backbone": cfg.backbone, "max_length": cfg.index_max_length, "version": indexer.version}
+    index = ctx.cache.get_or_create("seal-corpus-index", index_key,
+                                    lambda d: CorpusIndex.build(docs).save(d), CorpusIndex.load)
+    index_s = time.perf_counter() - started
+
+    retriever = SealRetriever(backbone, index, problem.corpus.ids, cfg, problem.query_truncation)
+    history: dict[str, Any] = {"steps": 0}
+    if cfg.train:
+        examples = training_examples(problem, backbone, docs, cfg, ctx.seed)
+        key = {"backbone": backbone.identity, "examples": fingerprint_of(examples),
+               "options": dataclasses.asdict(cfg), "seed": ctx.seed, "version": indexer.version}
+        history = cached_training(ctx, "seal-models", key, backbone, lambda: train_seq2seq(
+            backbone, examples, cfg, ctx, batch_loss=text_batch_loss,
+            dev_check=lambda: dev_check(retriever, problem, DEV_CHECK_QUERIES),
+            description=f"seal: training {cfg.backbone} on {len(examples):,} pairs"))
+    indexer.details = {
+        "backbone": cfg.backbone,
+        "index": {**index.describe(), "seconds": index_s},
+        "num_beams": cfg.num_beams,
+        "max_ngram": cfg.max_ngram,
+        "training": {k: v for k, v in history.items() if k != "loss_curve"},
+        "loss_curve": history.get("loss_curve", []),
+    }
+    return retriever
