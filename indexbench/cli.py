@@ -135,7 +135,7 @@ def run(
     """Run every indexer × task × dataset cell, store the records and print a leaderboard."""
     from . import paths
     from .console import RichProgress
-    from .errors import ConfigError, IndexbenchError
+    from .errors import ConfigError, IndexbenchError, UnknownNameError
     from .gridfile import load_grid
     from .leaderboard import build_tables, render_json, render_rich
     from .registry import get_registry
@@ -161,6 +161,11 @@ def run(
     device = device or (plan.device if plan and plan.device else "auto")
     if json_path is not None:
         paths.check_writable_file(json_path, "--json")
+    # Which lists the grid file gave (not overridden by a flag): a bad name in them is the file's.
+    from_grid = {"indexer": "indexers", "task": "tasks", "dataset": "datasets"} if plan else {}
+    for kind, flag in (("indexer", indexer), ("task", task), ("dataset", dataset)):
+        if _split(flag) or (kind == "task" and plan and not plan.tasks):
+            from_grid.pop(kind, None)
     results = ResultStore(paths.results_path(store))
     try:
         with _sigterm_unwinds(), RichProgress(enabled=not quiet) as progress:
@@ -168,6 +173,10 @@ def run(
                 indexers, tasks, datasets, data_dir=data_dir, cache_dir=cache_dir, use_cache=not no_cache,
                 store=results, seed=seed_list, device=device, progress=progress, resume=resume,
             )
+    except UnknownNameError as exc:
+        if exc.kind in from_grid:
+            raise ConfigError(f"{plan.path}: {from_grid[exc.kind]!r}: {exc}") from None
+        raise
     except KeyboardInterrupt:
         _console(stderr=True).print(
             f"[bold red]interrupted:[/] the cells that finished are in {results.path}; the one running was "

@@ -81,6 +81,17 @@ def test_a_bad_grid_file_is_one_line_naming_the_file_and_key(tmp_path, text, mes
     assert "\n" not in str(info.value)
 
 
+def test_an_unknown_name_in_a_grid_file_is_one_line_naming_the_file_and_key(tmp_path, user):
+    grid = _write(tmp_path / "g.toml", 'indexers = ["bm25", "nosuch"]\ntasks = ["document-retrieval"]\n')
+    result = CliRunner().invoke(app, ["run", "--grid", str(grid), "-q"])
+    assert result.exit_code == 2
+    assert f"{grid}: 'indexers': unknown indexer 'nosuch'; valid indexers: bm25," in result.stderr
+    assert not (user / "results.sqlite").exists()
+    # The same name given as a flag is the flag's error, not the file's.
+    flag = CliRunner().invoke(app, ["run", "--grid", str(grid), "-i", "nosuch", "-q"])
+    assert flag.exit_code == 2 and str(grid) not in flag.stderr and "unknown indexer 'nosuch'" in flag.stderr
+
+
 def test_run_reads_the_grid_and_flags_override_it(tmp_path, user):
     grid = _write(tmp_path / "g.toml", GRID)
     out = tmp_path / "out.json"
