@@ -137,6 +137,36 @@ def test_the_reconstruction_loss_is_the_cross_entropy_of_every_target():
     assert wanted.numel() == 0 and reconstruction_loss(logits, wanted).item() == 0.0
 
 
+def test_the_reconstructors_gradients_are_the_same_bits_every_time():
+    """Same inputs, same seed: the same gradient to every weight, bit for bit. Indexing the word
+    embeddings with repeated token ids (``W[ids]``) accumulated their gradient in a thread-dependent
+    order on the CPU, so two runs with one seed parted from the first phase that trains W
+    (benchmarks/README.md, "train@1 is not repeatable")."""
+    import hashlib
+
+    from indexbench_lmindexer._model import Reconstructor, reconstruction_loss, sample_visibility
+
+    torch.manual_seed(0)
+    tokens = torch.randint(1000, 1500, (32, 64))  # many repeats, as in a real batch
+    tokens[:, 0], tokens[:, -1] = 101, 102
+    special = torch.isin(tokens, torch.tensor([101, 102]))
+    words = torch.randn(5000, 64, requires_grad=True)
+    ids = torch.randn(32, 1, 64, requires_grad=True)
+    recon = Reconstructor(64, 64, 5000, layers=1, max_length=64, dropout=0.1)
+    digests = set()
+    for _ in range(4):
+        words.grad = ids.grad = None
+        recon.zero_grad()
+        torch.manual_seed(1)
+        targets, visible = sample_visibility(torch.ones_like(tokens), special, 0.5,
+                                             torch.Generator().manual_seed(2))
+        logits, wanted = recon(ids, tokens, targets, visible, words)
+        reconstruction_loss(logits, wanted).backward()
+        grads = [words.grad, ids.grad, *(p.grad for p in recon.parameters() if p.grad is not None)]
+        digests.add(hashlib.sha256(b"".join(g.numpy().tobytes() for g in grads)).hexdigest())
+    assert len(digests) == 1
+
+
 def test_the_reconstructor_reads_the_ids():
     """Different ID vectors, different predictions: the IDs are an input, not decoration."""
     from indexbench_lmindexer._model import Reconstructor, sample_visibility

@@ -77,7 +77,7 @@ from indexbench.semantic_ids import id_options, ids_from_codes, resolve_id_shape
 
 # Part of the artifact key: bump it whenever a change alters the IDs or weights that training
 # produces, so that cached results of the old algorithm are never reused for the new one.
-__version__ = "0.3.1"
+__version__ = "0.3.2"
 
 NAMESPACE = "lmindexer"
 

@@ -213,7 +213,10 @@ class Reconstructor(nn.Module):
         else:
             queries = self.no_id.expand(b, 1, -1)
         queries = queries[:, :, None, :].expand(b, s, length, -1)
-        keys_values = self.embed_norm(word_embeddings[token_ids])
+        # F.embedding, not word_embeddings[token_ids]: on the CPU the backward of advanced indexing
+        # accumulates repeated rows in a thread-dependent order (index_put_ with accumulate), so
+        # two runs with one seed drifted apart from the first phase that trains W on.
+        keys_values = self.embed_norm(F.embedding(token_ids, word_embeddings))
         # Hidden hints get a large finite penalty, not -inf: a row with nothing visible (padding)
         # then attends uniformly instead of producing NaN, and it is never a target.
         bias = torch.zeros(visible.shape, dtype=torch.float32, device=token_ids.device)
@@ -244,7 +247,7 @@ class Reconstructor(nn.Module):
         if not bool(targets.any()):
             return word_embeddings.new_zeros((0, len(self.predictable))), token_ids.new_zeros((0,))
         z = self.streams(id_vectors, token_ids, visible, word_embeddings)
-        logits = self.out_norm(z[targets]) @ word_embeddings[self.predictable].T + self.out_bias
+        logits = self.out_norm(z[targets]) @ word_embeddings.index_select(0, self.predictable).T + self.out_bias
         return logits, self.lookup[token_ids[targets]]
 
 

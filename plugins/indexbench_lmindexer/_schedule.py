@@ -263,7 +263,9 @@ class SelfSupervisedTraining:
         hidden = self._semantic_state(ids, mask, prefix)
         h = backbone.head_features(hidden[:, t]).float()
         logits_t = backbone.position_logits(hidden[:, t], t).float()
-        vectors = [self.codebook(j)[prefix[:, j]].float() for j in range(t)]
+        # F.embedding, not codebook[codes]: a repeatable gradient to the codebook rows (see
+        # Reconstructor.streams).
+        vectors = [torch.nn.functional.embedding(prefix[:, j], self.codebook(j)).float() for j in range(t)]
         if phase.kind == "encoder-warmup":
             vectors.append(h)  # Eq. 13: no t-th codebook yet
         else:
