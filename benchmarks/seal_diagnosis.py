@@ -45,8 +45,7 @@ def main() -> None:
     dataset = entry.load(None if entry.builtin else args.data_dir / args.dataset)
     problem, test = registry.task(args.task).split(dataset)
     text = TextTokenizer(_minilm_tokenizer())
-    strip = lambda t: t[len(text.prefix) : len(t) - len(text.suffix)]  # noqa: E731
-    docs = [strip(t) for t in text.tokenize([d.text for d in problem.corpus], max_length=512)]
+    docs = text.tokenize_text_only([d.text for d in problem.corpus], max_length=512)
     index = CorpusIndex.build(docs)
     options = EvidenceOptions()
     qids = sorted(test.queries)
@@ -63,7 +62,7 @@ def main() -> None:
         return ranking_metrics(rankings, {q: test.qrels.get(q, {}) for q in qids}, ["ndcg@5", "ndcg@10", "recall@10"])
 
     def copy(q):
-        tokens = strip(text.tokenize([test.queries[q]], max_length=64)[0])
+        tokens = text.tokenize_text_only([test.queries[q]], max_length=64)[0]
         return {tuple(tokens[i:j]): math.log(0.1) for i in range(len(tokens))
                 for j in range(i + 1, min(len(tokens), i + args.max_ngram) + 1) if index.count(tokens[i:j])}
 

@@ -32,8 +32,7 @@ def index_corpus(backbone, name: str, data_dir: Path, max_length: int) -> dict:
     dataset = get_registry().dataset(name).load(data_dir / name)
     text = backbone.text
     started = time.perf_counter()
-    tokens = text.tokenize([d.text for d in dataset.corpus], max_length=max_length)
-    docs = [t[len(text.prefix) : len(t) - len(text.suffix)] for t in tokens]
+    docs = text.tokenize_text_only([d.text for d in dataset.corpus], max_length=max_length)
     tokenize_s = time.perf_counter() - started
     tracemalloc.start()
     started = time.perf_counter()

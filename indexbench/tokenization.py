@@ -54,6 +54,15 @@ class TextTokenizer:
             out.append(self.prefix + list(ids) + self.suffix)
         return out
 
+    def tokenize_text_only(self, texts: Sequence[str], *, max_length: int,
+                           truncation: Truncation = "right") -> list[list[int]]:
+        """`tokenize` without the special tokens: the same text tokens (room for the special
+        tokens is still left in ``max_length``), for what holds text alone -- an index of the
+        corpus's n-grams, target spans."""
+        head, tail = len(self.prefix), len(self.suffix)
+        return [ids[head : len(ids) - tail]
+                for ids in self.tokenize(texts, max_length=max_length, truncation=truncation)]
+
     def collate(self, batch: Sequence[Sequence[int]], device: str = "cpu"):
         """Right-pad token-id lists into (input_ids, attention_mask) long tensors on ``device``."""
         import torch

@@ -81,8 +81,7 @@ QUERIES = ["red train", "lab thermometer", "glass beaker", "steel probe for liqu
 
 
 def tokens_of(backbone, texts):
-    text = backbone.text
-    return [t[len(text.prefix) : len(t) - len(text.suffix)] for t in text.tokenize(texts, max_length=64)]
+    return backbone.text.tokenize_text_only(texts, max_length=64)
 
 
 def test_text_logits_are_the_models_own_logits_of_the_text_vocabulary(tiny):

@@ -71,10 +71,7 @@ class SealRetriever:
 
 def document_tokens(backbone, problem: RetrievalProblem, max_length: int) -> list[list[int]]:
     """Each document's text tokens (no special tokens), as the index holds them."""
-    text = backbone.text
-    tokens = text.tokenize([d.text for d in problem.corpus], max_length=max_length)
-    head, tail = len(text.prefix), len(text.suffix)
-    return [t[head : len(t) - tail] for t in tokens]
+    return backbone.text.tokenize_text_only([d.text for d in problem.corpus], max_length=max_length)
 
 
 def training_examples(problem: RetrievalProblem, backbone, docs: list[list[int]], config, seed: int) -> list:
@@ -98,8 +95,8 @@ def training_examples(problem: RetrievalProblem, backbone, docs: list[list[int]]
         title = problem.corpus[d].title
         if config.title_targets and title:
             if doc_id not in titles:
-                t = text.tokenize([title], max_length=config.span_length + len(text.prefix) + len(text.suffix))[0]
-                titles[doc_id] = tuple(t[len(text.prefix) : len(t) - len(text.suffix)])
+                room = config.span_length + len(text.prefix) + len(text.suffix)
+                titles[doc_id] = tuple(text.tokenize_text_only([title], max_length=room)[0])
             if titles[doc_id]:
                 examples.append((q_tokens, titles[doc_id]))
     pairs = config.indexing_pairs
