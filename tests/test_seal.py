@@ -212,19 +212,19 @@ def test_seal_trains_through_the_engine_loop_in_every_ranking_task_and_caches_it
     assert again.metrics == by_task["product-search"].metrics  # same seed, cached model: same metrics
 
 
-def test_training_targets_are_spans_of_the_relevant_document_near_the_query():
+def test_training_targets_are_spans_of_the_relevant_document_starting_on_a_query_token():
     from indexbench_seal._retriever import _span_near_query
 
     rng = np.random.default_rng(0)
     doc = list(range(100, 160))
-    query = [130, 131, 132]
-    starts = [_span_near_query(doc, query, 5, rng)[0] for _ in range(200)]
-    assert all(100 <= s <= 155 for s in starts)
-    near = sum(128 <= s <= 132 for s in starts)
-    # Starts 128..132 see 1, 2, 3, 2, 1 query tokens in their 3-token window: weights e, e², e³, e², e
-    # (40.3 in all) against 1 for each of the other 51 starts, so P(near) = 40.3 / 91.3 = 0.44
-    # (uniform: 5 / 56 = 0.09).
-    assert 0.35 < near / len(starts) < 0.55
+    query = [130, 157, 999]  # 999 is not in the document
+    spans = [_span_near_query(doc, query, 5, rng) for _ in range(200)]
+    assert {s[0] for s in spans} == {130, 157}
+    assert all(s == doc[doc.index(s[0]) : doc.index(s[0]) + 5] for s in spans)  # 157's runs off the end: 3 tokens
+    assert 60 < sum(s[0] == 130 for s in spans) < 140
+    unrelated = [_span_near_query(doc, [1, 2], 5, rng) for _ in range(50)]
+    assert all(len(s) == 5 and s == doc[s[0] - 100 : s[0] - 95] for s in unrelated)
+    assert len({s[0] for s in unrelated}) > 10  # no query token in it: a random span
 
 
 def test_bad_seal_options_are_one_clear_error():

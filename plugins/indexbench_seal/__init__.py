@@ -16,7 +16,10 @@ them at the same budget: ``-i seal:max_steps=200,hc:max_steps=200``.
 Departures from SEAL, all forced by what is available here or chosen for the corpora's size:
 
 * The backbone is the engine's (MiniLM encoder + warm-started decoder on MiniLM's WordPiece
-  vocabulary), not BART-large; n-grams are WordPiece tokens, not BPE.
+  vocabulary), not BART-large; n-grams are WordPiece tokens, not BPE. MiniLM ships no LM head,
+  so the fresh head's transform is first fitted to write the input's words
+  (``text_head=lexical``, `indexbench.generative.text_head`) -- BART starts as a pretrained
+  denoiser that copies its input; ours would otherwise write the same words for every query.
 * A suffix array instead of an FM-index: the same queries, uncompressed (a few MB here).
 * Training spans are drawn near the query by token-id overlap in a 3-token window (the authors
   use fuzzy string matching of word trigrams, without stopwords), ``span_length`` = 10 tokens.
@@ -38,7 +41,7 @@ from indexbench.errors import ConfigError
 from indexbench.generative.options import GenerativeOptions
 from indexbench.registry import IndexerEntry
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 """Part of every cache key: bump it when a change alters the index, the targets or the model."""
 
 
@@ -56,6 +59,9 @@ class SealConfig(GenerativeOptions):
     * ``spans_per_pair`` -- target spans drawn per training (query, document) pair.
     * ``title_targets`` -- also train query → the document's title, where there is one.
     * ``index_max_length`` -- tokens of each document that are indexed (and so can be generated).
+    * ``text_head`` -- "lexical": before training, fit a fresh text head (minilm-encdec's) so the
+      decoder starts out writing its input's words (`indexbench.generative.text_head`); "none":
+      keep the head as the backbone builds it. A pretrained head (T5, BART) is never touched.
     * ``train`` -- false: use the backbone as it comes (the decoder is then an untrained LM, but
       every result is still a valid, scored ranking).
     """
@@ -70,6 +76,7 @@ class SealConfig(GenerativeOptions):
     spans_per_pair: int = 1
     title_targets: bool = True
     index_max_length: int = 512
+    text_head: str = "lexical"
     train: bool = True
 
     def check(self) -> None:
@@ -82,6 +89,8 @@ class SealConfig(GenerativeOptions):
             raise ConfigError(f"seal option 'coverage' must be in [0, 1], got {self.coverage}")
         if self.alpha <= 0 or self.smoothing < 0 or self.unigram_evidence < 0:
             raise ConfigError("seal options 'alpha' must be > 0, 'smoothing' and 'unigram_evidence' >= 0")
+        if self.text_head not in ("lexical", "none"):
+            raise ConfigError(f"seal option 'text_head' must be lexical or none, not {self.text_head!r}")
         if self.indexing_pairs not in ("auto", "yes", "no"):
             raise ConfigError(f"indexing_pairs must be auto, yes or no, not {self.indexing_pairs!r}")
 

@@ -116,16 +116,17 @@ def _random_span(doc: list[int], length: int, rng) -> list[int]:
     return doc[start : start + length]
 
 
-def _span_near_query(doc: list[int], query: list[int], length: int, rng, window: int = 3) -> list[int]:
-    """A span of ``doc`` whose start is drawn with probability ∝ exp(query tokens in the next
-    ``window`` tokens): SEAL's sampler, on token ids instead of fuzzy word matches."""
+def _span_near_query(doc: list[int], query: list[int], length: int, rng) -> list[int]:
+    """A span of ``doc`` that starts on one of its tokens that the query has (uniformly among
+    them; a random span when there is none): SEAL's spans overlapping the query, on token ids
+    instead of fuzzy word matches. Starting on the match makes the first target token
+    predictable from the query -- spans starting a few tokens before it taught the model to
+    open with the words that precede matches (titles' adjectives on the sample catalogue)."""
     wanted = set(query)
-    hits = np.array([doc[i] in wanted for i in range(len(doc))], dtype=np.float64)
-    overlap = np.convolve(hits, np.ones(window), mode="full")[window - 1 :][: len(doc)]
-    starts = max(1, len(doc) - length + 1)
-    logits = overlap[:starts]
-    p = np.exp(logits - logits.max())
-    start = int(rng.choice(starts, p=p / p.sum()))
+    hits = [i for i, token in enumerate(doc) if token in wanted]
+    if not hits:
+        return _random_span(doc, length, rng)
+    start = hits[int(rng.integers(0, len(hits)))]
     return doc[start : start + length]
 
 
@@ -133,11 +134,15 @@ def build_retriever(indexer, problem: RetrievalProblem, ctx: RunContext) -> Seal
     from indexbench.generative.backbones import load_backbone
     from indexbench.generative.engine import cached_training, dev_check
     from indexbench.generative.ngram_decoding import text_batch_loss
+    from indexbench.generative.text_head import lexical_text_head
     from indexbench.generative.training import train_seq2seq
     from indexbench.ngram_index import CorpusIndex
 
     cfg = indexer.config
     backbone = load_backbone(cfg.backbone, device=ctx.device, seed=ctx.seed, decoder_layers=cfg.decoder_layers or None)
+    # SEAL adds no ID tokens, so the decoder's token embeddings are the backbone's own (MiniLM's
+    # for minilm-encdec, marked fresh there for the ID rows an ID indexer appends).
+    backbone.fresh_parameters = tuple(f for f in backbone.fresh_parameters if "word_embeddings" not in f)
 
     started = time.perf_counter()
     docs = document_tokens(backbone, problem, cfg.index_max_length)
@@ -147,19 +152,35 @@ def build_retriever(indexer, problem: RetrievalProblem, ctx: RunContext) -> Seal
                                     lambda d: CorpusIndex.build(docs).save(d), CorpusIndex.load)
     index_s = time.perf_counter() - started
 
+    head: dict[str, Any] = {"applied": False, "reason": "text_head=none"}
+
+    def warm_start() -> None:
+        nonlocal head
+        if cfg.text_head == "lexical":
+            inputs = backbone.text.tokenize([d.text for d in problem.corpus], max_length=cfg.doc_max_length)
+            head = lexical_text_head(backbone, inputs, seed=ctx.seed, progress=ctx.progress)
+
+    def train() -> dict[str, Any]:
+        warm_start()
+        return {**train_seq2seq(backbone, examples, cfg, ctx, batch_loss=text_batch_loss,
+                                dev_check=lambda: dev_check(retriever, problem, DEV_CHECK_QUERIES),
+                                description=f"seal: training {cfg.backbone} on {len(examples):,} pairs"),
+                "text_head": head}
+
     retriever = SealRetriever(backbone, index, problem.corpus.ids, cfg, problem.query_truncation)
     history: dict[str, Any] = {"steps": 0}
-    if cfg.train:
+    if cfg.train:  # the warm start runs only when the trained model is not in the cache
         examples = training_examples(problem, backbone, docs, cfg, ctx.seed)
         key = {"backbone": backbone.identity, "examples": fingerprint_of(examples),
                "options": dataclasses.asdict(cfg), "seed": ctx.seed, "version": indexer.version}
-        history = cached_training(ctx, "seal-models", key, backbone, lambda: train_seq2seq(
-            backbone, examples, cfg, ctx, batch_loss=text_batch_loss,
-            dev_check=lambda: dev_check(retriever, problem, DEV_CHECK_QUERIES),
-            description=f"seal: training {cfg.backbone} on {len(examples):,} pairs"))
+        history = cached_training(ctx, "seal-models", key, backbone, train)
+        head = history.pop("text_head", head)
+    else:
+        warm_start()
     indexer.details = {
         "backbone": cfg.backbone,
         "index": {**index.describe(), "seconds": index_s},
+        "text_head": head,
         "num_beams": cfg.num_beams,
         "max_ngram": cfg.max_ngram,
         "training": {k: v for k, v in history.items() if k != "loss_curve"},
