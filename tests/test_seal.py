@@ -116,6 +116,40 @@ def test_the_batched_search_returns_only_corpus_ngrams_and_equals_the_plain_loop
             assert all(found[n[:-1]] >= found[n] for n in found if len(n) > 1 and n[:-1] in found)
 
 
+def test_the_copy_bias_favours_the_querys_own_tokens_in_search_and_loss(tiny):
+    import torch
+
+    from indexbench.generative.ngram_decoding import (
+        input_token_bias,
+        reference_ngram_search,
+        search_ngrams_batched,
+        text_batch_loss,
+    )
+
+    docs = tokens_of(tiny, CORPUS)
+    index = CorpusIndex.build(docs)
+    queries = tiny.text.tokenize(QUERIES, max_length=16)
+    ids, mask = tiny.text.collate(queries)
+    bias = input_token_bias(tiny, ids, mask, 3.0)
+    for row, q in enumerate(queries):
+        own = set(q) - set(tiny.tokenizer.all_special_ids)
+        assert set(bias[row].nonzero().flatten().tolist()) == own and bool((bias[row][sorted(own)] == 3.0).all())
+    assert input_token_bias(tiny, ids, mask, 0.0) is None
+    words = tiny.text.tokenize_text_only(QUERIES, max_length=16)
+    with torch.no_grad():
+        # Writing the query's own words costs less with the bias; the batched search still equals
+        # the plain loop, and the query's words now open its likeliest n-grams.
+        assert text_batch_loss(tiny, queries, words, copy_bias=3.0) < text_batch_loss(tiny, queries, words)
+        batched = search_ngrams_batched(tiny, index, queries, num_beams=4, max_ngram=3, batch_size=2, copy_bias=8.0)
+        for q, w, found in zip(queries, words, batched.ngrams):
+            plain = reference_ngram_search(tiny, index, q, num_beams=4, max_ngram=3, copy_bias=8.0)
+            assert set(found) == set(plain)
+            assert all(found[n] == pytest.approx(plain[n], abs=1e-4) for n in found)
+            in_corpus = [t for t in w if index.count((t,))]
+            if in_corpus:
+                assert max(found, key=found.get)[0] in in_corpus
+
+
 def test_beams_that_reach_a_documents_end_stop_while_the_others_go_on(tiny):
     import torch
 

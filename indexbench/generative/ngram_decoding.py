@@ -32,14 +32,38 @@ class NgramSearch:
     """(queries, V) log-probabilities of the first token, when asked for (unigram evidence)."""
 
 
+def input_token_bias(backbone: Seq2SeqBackbone, input_ids, attention_mask, strength: float):
+    """(B, V) additive logits: ``strength`` on every text token that occurs in input row b
+    (special tokens and padding excluded), 0 elsewhere -- or None when ``strength`` is 0.
+
+    A copy prior: the decoder's distribution becomes softmax(logits + strength·[w in input]),
+    in training and in search alike, so the model learns what to write beyond the input's own
+    words instead of first having to learn to copy them."""
+    import torch
+
+    if not strength:
+        return None
+    vocab = backbone.text_vocabulary_size
+    special = [t for t in backbone.tokenizer.all_special_ids if t is not None and t < vocab]
+    ids = torch.where(attention_mask.bool(), input_ids, special[0] if special else 0).clamp(max=vocab - 1)
+    bias = torch.zeros(input_ids.shape[0], vocab, device=input_ids.device)
+    bias.scatter_(1, ids, strength)
+    if special:
+        bias[:, special] = 0.0
+    return bias
+
+
 def ngram_beam_search(backbone: Seq2SeqBackbone, index: CorpusIndex, input_ids, attention_mask,
-                      num_beams: int, max_ngram: int, *, keep_first_step: bool = False) -> NgramSearch:
-    """Beam search over corpus n-grams of up to ``max_ngram`` tokens for a batch of queries."""
+                      num_beams: int, max_ngram: int, *, keep_first_step: bool = False,
+                      copy_bias: float = 0.0) -> NgramSearch:
+    """Beam search over corpus n-grams of up to ``max_ngram`` tokens for a batch of queries
+    (``copy_bias``: see `input_token_bias`)."""
     import numpy as np
     import torch
 
     device = input_ids.device
     n_queries = input_ids.shape[0]
+    bias = input_token_bias(backbone, input_ids, attention_mask, copy_bias)
     encoded = backbone.encode(input_ids, attention_mask)
     rows_encoded, rows_mask = encoded, attention_mask
     cache = backbone.new_cache()
@@ -53,7 +77,10 @@ def ngram_beam_search(backbone: Seq2SeqBackbone, index: CorpusIndex, input_ids, 
     first_step = None
     for step in range(max_ngram):
         hidden, cache = backbone.decode(tokens, rows_encoded, rows_mask, cache)
-        log_probs = torch.log_softmax(backbone.text_logits(hidden[:, -1]).float(), dim=-1)
+        logits = backbone.text_logits(hidden[:, -1]).float()
+        if bias is not None:
+            logits = logits + bias.repeat_interleave(width, dim=0)
+        log_probs = torch.log_softmax(logits, dim=-1)
         if step == 0 and keep_first_step:
             first_step = log_probs.cpu()
         # Every valid (beam, token) continuation, flattened.
@@ -107,7 +134,8 @@ def ngram_beam_search(backbone: Seq2SeqBackbone, index: CorpusIndex, input_ids, 
 
 def search_ngrams_batched(backbone: Seq2SeqBackbone, index: CorpusIndex, tokens: list[list[int]], num_beams: int,
                           max_ngram: int, batch_size: int, *, keep_first_step: bool = False,
-                          progress=None, description: str = "decoding n-grams") -> NgramSearch:
+                          copy_bias: float = 0.0, progress=None,
+                          description: str = "decoding n-grams") -> NgramSearch:
     """`ngram_beam_search` over many tokenised queries, in batches of similar length; results
     come back in the input order."""
     import torch
@@ -120,7 +148,8 @@ def search_ngrams_batched(backbone: Seq2SeqBackbone, index: CorpusIndex, tokens:
     for lo in iterator:
         rows = order[lo : lo + batch_size]
         ids, mask = backbone.text.collate([tokens[i] for i in rows], backbone.device)
-        result = ngram_beam_search(backbone, index, ids, mask, num_beams, max_ngram, keep_first_step=keep_first_step)
+        result = ngram_beam_search(backbone, index, ids, mask, num_beams, max_ngram,
+                                   keep_first_step=keep_first_step, copy_bias=copy_bias)
         for j, i in enumerate(rows):
             found[i] = result.ngrams[j]
             if keep_first_step:
@@ -128,9 +157,11 @@ def search_ngrams_batched(backbone: Seq2SeqBackbone, index: CorpusIndex, tokens:
     return NgramSearch(found, torch.stack(first) if keep_first_step and tokens else None)
 
 
-def text_batch_loss(backbone: Seq2SeqBackbone, inputs: list[list[int]], targets: list[tuple[int, ...]]):
+def text_batch_loss(backbone: Seq2SeqBackbone, inputs: list[list[int]], targets: list[tuple[int, ...]],
+                    copy_bias: float = 0.0):
     """Teacher-forced cross-entropy of target token sequences (of any lengths) given the inputs,
-    over the text vocabulary: the distribution `ngram_beam_search` scores with."""
+    over the text vocabulary: the distribution `ngram_beam_search` scores with (the same
+    ``copy_bias``)."""
     import torch
 
     input_ids, mask = backbone.text.collate(inputs, backbone.device)
@@ -146,12 +177,15 @@ def text_batch_loss(backbone: Seq2SeqBackbone, inputs: list[list[int]], targets:
     decoder_in = torch.cat([start, shifted], dim=1)
     hidden, _ = backbone.decode(decoder_in, backbone.encode(input_ids, mask), mask)
     logits = backbone.text_logits(hidden).float()
+    bias = input_token_bias(backbone, input_ids, mask, copy_bias)
+    if bias is not None:
+        logits = logits + bias.unsqueeze(1)
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
                                              ignore_index=-100)
 
 
 def reference_ngram_search(backbone: Seq2SeqBackbone, index: CorpusIndex, query_tokens: list[int], num_beams: int,
-                           max_ngram: int) -> dict[tuple[int, ...], float]:
+                           max_ngram: int, copy_bias: float = 0.0) -> dict[tuple[int, ...], float]:
     """The same search for one query as a plain loop: every beam's whole prefix decoded afresh,
     no cache, no batching. The reference `ngram_beam_search` is tested against, and the baseline
     its speed is measured against (benchmarks/decoding.py)."""
@@ -159,6 +193,7 @@ def reference_ngram_search(backbone: Seq2SeqBackbone, index: CorpusIndex, query_
 
     ids, mask = backbone.text.collate([query_tokens], backbone.device)
     encoded = backbone.encode(ids, mask)
+    bias = input_token_bias(backbone, ids, mask, copy_bias)
     beams: list[tuple[tuple[int, ...], float, Node]] = [((), 0.0, index.root)]
     found: dict[tuple[int, ...], float] = {}
     for _ in range(max_ngram):
@@ -166,7 +201,8 @@ def reference_ngram_search(backbone: Seq2SeqBackbone, index: CorpusIndex, query_
         for prefix, score, node in beams:
             decoder_in = torch.tensor([[backbone.decoder_start_token_id, *prefix]], device=backbone.device)
             hidden, _ = backbone.decode(decoder_in, encoded, mask)
-            log_probs = torch.log_softmax(backbone.text_logits(hidden[:, -1]).float(), dim=-1)[0]
+            logits = backbone.text_logits(hidden[:, -1]).float()
+            log_probs = torch.log_softmax(logits if bias is None else logits + bias, dim=-1)[0]
             following, children = index.children(node)
             for token, child in zip(following.tolist(), children):
                 candidates.append((prefix + (token,), score + float(log_probs[token]), child))

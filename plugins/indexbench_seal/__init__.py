@@ -26,6 +26,8 @@ Departures from SEAL, all forced by what is available here or chosen for the cor
 * Every occurrence of an n-gram is evidence (the authors cap the first stage at 1,500
   occurrences and fully rescore the best 500 documents); the coverage discount runs over token
   types of the n-grams a document contains, as theirs does.
+* ``copy_bias`` adds a constant to the logits of the query's own tokens, in training and in
+  search: a copy prior standing in for what BART's denoising pre-training gives SEAL.
 * Unigram evidence is off by default (``unigram_evidence=1000`` turns on SEAL's 1,000 best
   first-step tokens).
 
@@ -62,6 +64,8 @@ class SealConfig(GenerativeOptions):
     * ``text_head`` -- "lexical": before training, fit a fresh text head (minilm-encdec's) so the
       decoder starts out writing its input's words (`indexbench.generative.text_head`); "none":
       keep the head as the backbone builds it. A pretrained head (T5, BART) is never touched.
+    * ``copy_bias`` -- added to the logit of every token of the query, in training and search
+      (`indexbench.generative.ngram_decoding.input_token_bias`): a copy prior (0 = off).
     * ``train`` -- false: use the backbone as it comes (the decoder is then an untrained LM, but
       every result is still a valid, scored ranking).
     """
@@ -77,6 +81,7 @@ class SealConfig(GenerativeOptions):
     title_targets: bool = True
     index_max_length: int = 512
     text_head: str = "lexical"
+    copy_bias: float = 0.0
     train: bool = True
 
     def check(self) -> None:

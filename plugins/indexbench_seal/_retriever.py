@@ -10,6 +10,7 @@ training targets (here) and the evidence aggregation (`_scoring`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -47,6 +48,7 @@ class SealRetriever:
         with torch.inference_mode(), self.backbone.autocast():
             found = search_ngrams_batched(self.backbone, self.index, tokens, cfg.num_beams, cfg.max_ngram,
                                           cfg.eval_batch_size, keep_first_step=cfg.unigram_evidence > 0,
+                                          copy_bias=cfg.copy_bias,
                                           progress=progress, description="seal: decoding n-grams")
         results = []
         for i, ngrams in enumerate(found.ngrams):
@@ -162,7 +164,8 @@ def build_retriever(indexer, problem: RetrievalProblem, ctx: RunContext) -> Seal
 
     def train() -> dict[str, Any]:
         warm_start()
-        return {**train_seq2seq(backbone, examples, cfg, ctx, batch_loss=text_batch_loss,
+        loss = functools.partial(text_batch_loss, copy_bias=cfg.copy_bias)
+        return {**train_seq2seq(backbone, examples, cfg, ctx, batch_loss=loss,
                                 dev_check=lambda: dev_check(retriever, problem, DEV_CHECK_QUERIES),
                                 description=f"seal: training {cfg.backbone} on {len(examples):,} pairs"),
                 "text_head": head}
