@@ -13,8 +13,9 @@ exactly, and that embedding, dotted with MiniLM's word embeddings, ranks the inp
 and their neighbours first ("garden outdoor" → garden, gardening, outdoor, backyard, ...).
 So the head's transform is set to that linear map, fitted by ridge regression on the corpus's
 own documents (self-supervised: input → its pooled embedding), and its scale chosen by the
-held-out likelihood of the documents' next tokens. The model then starts as a lexical
-generator of the input's neighbourhood, and training refines from there.
+held-out, IDF-weighted likelihood of the documents' own tokens. The model then starts as a
+lexical generator of the input's neighbourhood, and training refines from there (at the
+pretrained weights' rate: the head is no longer marked fresh).
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ MAX_DOCUMENTS = 2_000
 """Documents read for the fit (a seeded sample beyond that)."""
 
 SPAN_TOKENS = 1
-"""Decoder steps per document: the start token, then a span of the document's own tokens."""
+"""Decoder steps fitted per document: the start token, then a span of the document's own tokens.
+One (the first step only): fitted over 8 steps as well, the map explained less of the pooled
+embedding on held-out documents (R² 0.36 against 0.54 on `sample`) and the untrained model
+ranked nothing (ndcg@5 0 against 0.27 on sample product search)."""
 
 SCALES = tuple(2.0 ** (e / 2) for e in range(-6, 9))
 """Candidate feature scales (times the unit-variance LayerNorm output); the likeliest wins."""
