@@ -8,7 +8,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from indexbench.datasets.amazon import load_lcrec
@@ -99,5 +99,6 @@ def test_lcrec_of_any_bytes(items, inters):
        st.dictionaries(st.text(alphabet="0123", max_size=2),
                        st.lists(st.integers(-2, 4) | st.text(alphabet="0123", max_size=2) | json_values, max_size=4)
                        | json_values, max_size=3) | json_values)
+@example({"0\n": None}, {})  # an id holding a newline once broke the message over two lines
 def test_lcrec_of_any_json(items, inters):
     _load_lcrec(json.dumps(items).encode(), json.dumps(inters).encode())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..data import Corpus, Dataset, Document
 from ..errors import DataError
-from .jsonio import JsonDocument, load_json, type_name
+from .jsonio import JsonDocument, load_json, quoted, type_name
 
 ITEM_SUFFIX = ".item.json"
 INTER_SUFFIX = ".inter.json"
@@ -59,7 +59,7 @@ def read_items(path: Path, category_text: bool = False) -> Corpus:
     doc = load_json(path)
     docs = []
     for item_id, item in _top_level_object(doc, "item ids to items").items():
-        where = f'item "{item_id}"'
+        where = f"item {quoted(item_id)}"
         if not item_id.strip():
             raise doc.error(item_id, "empty item id")
         if not isinstance(item, dict):
@@ -89,7 +89,7 @@ def read_interactions(path: Path, corpus: Corpus, items_file: str) -> dict[str, 
     doc = load_json(path)
     interactions: dict[str, list[str]] = {}
     for user, sequence in _top_level_object(doc, "user ids to item lists").items():
-        where = f'user "{user}"'
+        where = f"user {quoted(user)}"
         if not isinstance(sequence, list):
             raise doc.error(user, f"{where}: expected an array of item ids, got {type_name(sequence)}")
         if not sequence:
@@ -102,7 +102,7 @@ def read_interactions(path: Path, corpus: Corpus, items_file: str) -> dict[str, 
                                       f"got {type_name(item)}")
             item_id = str(item)
             if item_id not in corpus:
-                raise doc.error(user, f'{where}: unknown item id "{item_id}" (not in {items_file})')
+                raise doc.error(user, f"{where}: unknown item id {quoted(item_id)} (not in {items_file})")
             items.append(item_id)
         interactions[user] = items
     return interactions

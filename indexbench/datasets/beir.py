@@ -12,7 +12,7 @@ from typing import Any
 
 from ..data import Corpus, Dataset, Document
 from ..errors import DataError
-from .jsonio import iter_jsonl, iter_tsv, type_name
+from .jsonio import iter_jsonl, iter_tsv, quoted, type_name
 
 CORPUS_FILE = "corpus.jsonl"
 QUERIES_FILE = "queries.jsonl"
@@ -37,7 +37,7 @@ def _record_id(obj: dict[str, Any], path: Path, line: int, seen: dict[str, int],
     if not doc_id.strip():
         raise DataError(path, 'field "_id" is empty', line=line)
     if doc_id in seen:
-        raise DataError(path, f'duplicate {what} id "{doc_id}" (first on line {seen[doc_id]})', line=line)
+        raise DataError(path, f"duplicate {what} id {quoted(doc_id)} (first on line {seen[doc_id]})", line=line)
     seen[doc_id] = line
     return doc_id
 
@@ -85,11 +85,11 @@ def read_qrels(path: Path, queries: dict[str, str], corpus: Corpus) -> dict[str,
         except ValueError:
             raise DataError(path, f'score "{raw_score}" is not an integer', line=line) from None
         if query_id not in queries:
-            raise DataError(path, f'unknown query id "{query_id}" (not in {QUERIES_FILE})', line=line)
+            raise DataError(path, f"unknown query id {quoted(query_id)} (not in {QUERIES_FILE})", line=line)
         if doc_id not in corpus:
-            raise DataError(path, f'unknown document id "{doc_id}" (not in {CORPUS_FILE})', line=line)
+            raise DataError(path, f"unknown document id {quoted(doc_id)} (not in {CORPUS_FILE})", line=line)
         if (query_id, doc_id) in seen:
-            raise DataError(path, f'duplicate judgement for query "{query_id}" and document "{doc_id}" '
+            raise DataError(path, f"duplicate judgement for query {quoted(query_id)} and document {quoted(doc_id)} "
                                   f"(first on line {seen[query_id, doc_id]})", line=line)
         seen[query_id, doc_id] = line
         qrels.setdefault(query_id, {})[doc_id] = score

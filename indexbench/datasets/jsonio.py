@@ -102,6 +102,12 @@ class JsonDocument:
         return DataError(self.path, problem, line=self.line_of(key))
 
 
+def quoted(value: Any) -> str:
+    """An id or key as an error message shows it: in double quotes, JSON-escaped, so that one
+    holding a newline or a quote still makes a one-line, unambiguous message."""
+    return json.dumps(str(value), ensure_ascii=False)
+
+
 def load_json(path: Path) -> JsonDocument:
     """Parse a whole JSON file strictly: UTF-8, no duplicate keys, errors with line numbers."""
     raw = _read_bytes(path)
