@@ -78,8 +78,8 @@ def ngram_beam_search(backbone: Seq2SeqBackbone, index: CorpusIndex, input_ids, 
     for step in range(max_ngram):
         hidden, cache = backbone.decode(tokens, rows_encoded, rows_mask, cache)
         logits = backbone.text_logits(hidden[:, -1]).float()
-        if bias is not None:
-            logits = logits + bias.repeat_interleave(width, dim=0)
+        if bias is not None:  # rows are query-major: add each query's row to its beams in place
+            logits.view(n_queries, width, -1).add_(bias.unsqueeze(1))
         log_probs = torch.log_softmax(logits, dim=-1)
         if step == 0 and keep_first_step:
             first_step = log_probs.cpu()
