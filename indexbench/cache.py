@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from . import distributed
 from .data import fingerprint_of
 
 STALE_AFTER_S = 24 * 3600.0
@@ -60,10 +61,14 @@ class ArtifactCache:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        if final.exists():  # another process won the race; keep theirs
+        try:
+            tmp.rename(final)  # atomic: readers see no artifact or a whole one
+        except OSError:
+            # Another writer renamed theirs into place first (rename onto a non-empty directory
+            # fails): keep theirs, which is as valid as ours.
             shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.rename(final)
+            if not final.exists():
+                raise
 
     def remove_stale(self, *, max_age_s: float = STALE_AFTER_S) -> list[Path]:
         """Remove temporary directories that no live writer owns: those of a process of this host
@@ -102,13 +107,43 @@ class ArtifactCache:
             self.hits += 1
             return load(self.path(namespace, key))
         self.misses += 1
-        if not self.enabled:
+        if not self.enabled or not distributed.is_main():
+            # Under torchrun only the main process writes the cache; the others compute the
+            # same artifact in lockstep (its training's collectives need them) and drop it.
             with tempfile.TemporaryDirectory() as tmp:
                 create(Path(tmp))
                 return load(Path(tmp))
-        with self.writing(namespace, key) as tmp:
-            create(tmp)
+        with self._creating(namespace, key):
+            if self.path(namespace, key).exists():  # created by another worker while we waited
+                return load(self.path(namespace, key))
+            with self.writing(namespace, key) as tmp:
+                create(tmp)
         return load(self.path(namespace, key))
+
+    @contextmanager
+    def _creating(self, namespace: str, key: Any) -> Iterator[None]:
+        """Hold an advisory lock on one artifact while creating it, so that workers sharing the
+        cache (a Ray grid, two runs) compute it once: the second waits, then loads the first's.
+        Correctness does not rest on it -- the atomic rename does -- so a filesystem without
+        locks (some network mounts) only costs the duplicate work."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: no flock
+            yield
+            return
+        if distributed.launched():
+            # torchrun's processes create an artifact together (collectives inside its training):
+            # one waiting on another's lock would deadlock both.
+            yield
+            return
+        lock_path = self.path(namespace, key).with_name(self.path(namespace, key).name + ".lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "a+b") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            except OSError:
+                pass  # locks unsupported here: both may compute, the rename keeps one
+            yield
 
     def array(self, namespace: str, key: Any, compute: Callable[[], Any]) -> Any:
         """A numpy array, cached as ``array.npy``."""

@@ -50,12 +50,14 @@ def friendly_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from rich.markup import escape
+
         from .errors import IndexbenchError
 
         try:
             return func(*args, **kwargs)
-        except IndexbenchError as exc:
-            _console(stderr=True).print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        except IndexbenchError as exc:  # escaped: a message may hold brackets ("indexbench[ray]")
+            _console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -131,11 +133,22 @@ def run(
     resume: Annotated[bool, typer.Option("--resume", help="Reuse every finished cell of the store that matches; run the rest.")] = False,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda [default: auto].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    executor: Annotated[str, typer.Option(
+        help="local (cells one after another in this process) or ray (each cell a Ray task; "
+             'pip install "indexbench[ray]").')] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        help="An existing Ray cluster (e.g. ray://head:10001 or auto) [default: start a local one].")] = None,
+    max_parallel: Annotated[int | None, typer.Option(
+        help="With --executor ray: at most this many cells at once [default: as resources allow].")] = None,
+    cell_cpus: Annotated[float | None, typer.Option(help="With --executor ray: CPUs per cell [default: 1].")] = None,
+    cell_gpus: Annotated[float | None, typer.Option(
+        help="With --executor ray: GPUs per cell [default: 1 on cuda for indexers that use the device, else 0].")] = None,
 ) -> None:
     """Run every indexer × task × dataset cell, store the records and print a leaderboard."""
     from . import paths
     from .console import RichProgress
     from .errors import ConfigError, IndexbenchError, UnknownNameError
+    from .executors import make_executor
     from .gridfile import load_grid
     from .leaderboard import build_tables, render_json, render_rich
     from .registry import get_registry
@@ -167,11 +180,14 @@ def run(
         if _split(flag) or (kind == "task" and plan and not plan.tasks):
             from_grid.pop(kind, None)
     results = ResultStore(paths.results_path(store))
+    runner = make_executor(executor, ray_address=ray_address, max_parallel=max_parallel,
+                           cell_cpus=cell_cpus, cell_gpus=cell_gpus)
     try:
         with _sigterm_unwinds(), RichProgress(enabled=not quiet) as progress:
             records = run_grid(
                 indexers, tasks, datasets, data_dir=data_dir, cache_dir=cache_dir, use_cache=not no_cache,
                 store=results, seed=seed_list, device=device, progress=progress, resume=resume,
+                executor=runner,
             )
     except UnknownNameError as exc:
         if exc.kind in from_grid:
@@ -179,8 +195,8 @@ def run(
         raise
     except KeyboardInterrupt:
         _console(stderr=True).print(
-            f"[bold red]interrupted:[/] the cells that finished are in {results.path}; the one running was "
-            "dropped (its finished artifacts stay cached, so a rerun resumes)", soft_wrap=True)
+            f"[bold red]interrupted:[/] the cells that finished are in {results.path}; those running or "
+            "queued were dropped (their finished artifacts stay cached; --resume goes on from here)", soft_wrap=True)
         raise typer.Exit(130) from None
     render_rich(build_tables(records, _headlines()), _console())
     err = _console(stderr=True)

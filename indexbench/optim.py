@@ -1,7 +1,8 @@
 """The optimisation recipe every trainer in indexbench shares.
 
 AdamW without weight decay on biases and normalisation weights, linear warm-up then linear decay
-to zero, gradient-norm clipping. Encoder fine-tuning, SimCSE, seq2seq training and the semantic
+to zero, gradient-norm clipping; under torchrun the gradients are summed over the processes
+before clipping (`indexbench.distributed`). Encoder fine-tuning, SimCSE, seq2seq training and the semantic
 indexers all use it, so a change of recipe happens in one place.
 
 torch is imported inside the functions: importing this module is cheap.
@@ -35,12 +36,19 @@ class Optimisation:
     params: list
     max_grad_norm: float
     steps: int = 0
+    data_parallel: bool = False  # the trainer feeds each process a shard (`distributed.shard`)
 
     def step(self, loss) -> float:
         """Back-propagate ``loss``, clip, update, advance the schedule; return the loss value."""
         import torch
 
+        from . import distributed
+
+        # Under torchrun each process holds its shard's share of the batch loss: the sum is the
+        # batch's loss, and every process sees the same value (so all stop together below).
         value = float(loss.detach().float().cpu())
+        if self.data_parallel:
+            value = distributed.all_reduce_sum(value, loss.device)
         if not math.isfinite(value):
             # Updating on it would turn every weight into NaN and the run into silent zeros.
             raise FloatingPointError(
@@ -48,6 +56,8 @@ class Optimisation:
         self.steps += 1
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.data_parallel:
+            distributed.all_reduce_gradients(self.params)
         if self.max_grad_norm and self.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
         self.optimizer.step()
@@ -69,6 +79,7 @@ def adamw(
     max_grad_norm: float = 1.0,
     fresh: Callable[[str], bool] | None = None,
     fresh_lr: float | None = None,
+    data_parallel: bool = False,
 ) -> Optimisation:
     """AdamW over the trainable parameters; biases and norm weights (ndim < 2) are not decayed.
 
@@ -76,6 +87,11 @@ def adamw(
     that start untrained, next to pretrained ones -- learn at ``fresh_lr`` instead of ``lr``
     (same schedule). A warm-started model needs both: a rate gentle enough not to wreck the
     pretrained weights is far too slow for a freshly initialised cross-attention or head.
+
+    ``data_parallel``: the caller gives each torchrun process its shard of every batch, scaled
+    by the shard's share; `Optimisation.step` then sums gradients and loss over the processes. A
+    trainer that does not shard leaves it False: every process then trains on whole batches and
+    takes the same steps, duplicated work but the single-process result.
     """
     import torch
 
@@ -92,4 +108,5 @@ def adamw(
     optimizer = torch.optim.AdamW(param_groups, lr=lr)
     warmup = int(math.ceil(warmup_ratio * total_steps)) if warmup_ratio > 0 else 0
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear_decay(total_steps, warmup))
-    return Optimisation(optimizer, scheduler, [q for g in param_groups for q in g["params"]], max_grad_norm)
+    return Optimisation(optimizer, scheduler, [q for g in param_groups for q in g["params"]], max_grad_norm,
+                        data_parallel=data_parallel)

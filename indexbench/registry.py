@@ -43,6 +43,9 @@ class IndexerEntry:
     description: str = ""
     kind: Literal["retrieval", "ids"] = "retrieval"
     plugin: str = ""
+    uses_device: bool = True
+    """Whether its cells run on the accelerator when ``--device cuda``: a Ray executor gives
+    each such cell a GPU. False for a CPU-only method (BM25)."""
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,11 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from . import paths
+from . import distributed, paths
 from .cache import ArtifactCache
 from .data import Dataset, fingerprint_of
 from .errors import ConfigError, DataError, IndexbenchError
+from .executors import Executor, LocalExecutor
 from .protocols import Progress, RunContext, SilentProgress
 from .registry import DatasetSpec, IndexerEntry, IndexerSpec, Registry, get_registry
 from .store import ResultStore, RunRecord
@@ -147,6 +148,7 @@ def run_grid(
     progress: Progress | None = None,
     registry: Registry | None = None,
     resume: bool = False,
+    executor: Executor | None = None,
 ) -> list[RunRecord]:
     """Run every indexer × task × dataset cell, once per seed, and return (and store) one
     record per cell and seed.
@@ -155,6 +157,10 @@ def run_grid(
     another, or ``False`` to store nothing. ``resume`` reuses every ``ok`` record of the store
     whose cell matches (`reusable`) instead of running it again, and files the new records under
     the grid those came from, so a killed grid, resumed, has each cell once.
+
+    ``executor`` runs the cells: one after another in this process by default (`LocalExecutor`),
+    or as tasks of a Ray cluster (`indexbench.ray_executor.RayExecutor`). Records are stored as
+    each cell finishes, whichever the executor; the returned list is in plan order.
     """
     registry = registry or get_registry()
     progress = progress or SilentProgress()
@@ -173,48 +179,63 @@ def run_grid(
         raise ConfigError("--resume reads finished cells from the results store; it needs one")
     for name in datasets:
         check_dataset_argument(name, registry)
-    device = resolve_device(device)
-    if store is not False:  # before any work: a store that cannot take records would lose them
-        store = store if isinstance(store, ResultStore) else ResultStore(paths.results_path(store))
-        store.check()
-    loaded = load_datasets(datasets, registry, data_dir)
-    cells = plan_grid(indexers, tasks, loaded, registry)
-    cache = ArtifactCache(paths.cache_dir(cache_dir)) if use_cache else ArtifactCache.disabled()
-    for stale in cache.remove_stale():
-        progress.log(f"[dim]removed {stale}, a temporary artifact its (killed) writer left behind[/]")
-    versions = package_versions()
-    provenance = {"versions": versions, "git_commit": git_commit(), "device": device}
-    plan = [(cell, one) for one in seeds for cell in cells]
-    done: dict[int, RunRecord] = {}
-    if resume:
-        finished = [r for r in store.records() if r.status == "ok"]
-        for i, (cell, one) in enumerate(plan):
-            match = next((r for r in reversed(finished) if reusable(r, cell, one, versions)), None)
-            if match is not None:
-                done[i] = match
-    # A resumed grid continues the grid its finished cells came from (the latest of them).
-    grid_id = done[max(done)].grid_id if done else uuid.uuid4().hex[:12]
+    executor = executor or LocalExecutor()
+    try:
+        device = executor.resolve_device(device)
+        # Launched by torchrun / accelerate: every process runs the grid in lockstep, the
+        # trainers shard their batches, and only the main process writes records.
+        writes_records = not (distributed.init_from_environment(device) and not distributed.is_main())
+        if not writes_records:
+            progress = SilentProgress()
+        if store is not False:  # before any work: a store that cannot take records would lose them
+            store = store if isinstance(store, ResultStore) else ResultStore(paths.results_path(store))
+            store.check()
+        loaded = load_datasets(datasets, registry, data_dir)
+        cells = plan_grid(indexers, tasks, loaded, registry)
+        cache = ArtifactCache(paths.cache_dir(cache_dir)) if use_cache else ArtifactCache.disabled()
+        for stale in cache.remove_stale():
+            progress.log(f"[dim]removed {stale}, a temporary artifact its (killed) writer left behind[/]")
+        versions = package_versions()
+        provenance = {"versions": versions, "git_commit": git_commit(), "device": device}
+        plan = [(cell, one) for one in seeds for cell in cells]
+        done: dict[int, RunRecord] = {}
+        if resume:
+            finished = [r for r in store.records() if r.status == "ok"]
+            for i, (cell, one) in enumerate(plan):
+                match = next((r for r in reversed(finished) if reusable(r, cell, one, versions)), None)
+                if match is not None:
+                    done[i] = match
+        # A resumed grid continues the grid its finished cells came from (the latest of them).
+        grid_id = done[max(done)].grid_id if done else uuid.uuid4().hex[:12]
 
-    records = GridRecords()
-    records.reused = len(done)
-    with progress.task(f"grid: {len(plan)} cells", total=len(plan)) as grid_bar:
-        for i, (cell, one) in enumerate(plan):
-            if i in done:
-                records.append(done[i])
-                progress.log(f"[dim]= {cell.spec.label} × {cell.task.name} × {cell.dataset.name}"
-                             f"{f' (seed {one})' if len(seeds) > 1 else ''}: finished before, reused[/]")
-                grid_bar.advance()
-                continue
-            grid_bar.set_status(f"{cell.spec.label} × {cell.task.name} × {cell.dataset.name}"
-                                f"{f' (seed {one})' if len(seeds) > 1 else ''}")
-            record = run_cell(cell, cache=cache, progress=progress, seed=one, grid_id=grid_id, **provenance)
-            records.append(record)
-            progress.log(_summary(record))
+        records = GridRecords()
+        records.reused = len(done)
+        jobs = [CellJob(i, cell, one, cache, grid_id=grid_id, **provenance)
+                for i, (cell, one) in enumerate(plan) if i not in done]
+        finished: dict[int, RunRecord] = dict(done)
+
+        def keep(job: CellJob, record: RunRecord) -> None:
+            finished[job.index] = record
+            if distributed.world_size() > 1:
+                record.details["data_parallel_processes"] = distributed.world_size()
+            if not writes_records:
+                return
             if store is not False and (kept := store.add(record)) is not None:
                 progress.log(f"[red]could not store the record in {store.path} ({store.recovery_problem}); "
                              f"kept in {kept} -- `indexbench import {kept}` adds it later[/]")
-            grid_bar.advance()
-    return records
+            progress.log(_summary(record))
+
+        with progress.task(f"grid: {len(plan)} cells", total=len(plan)) as grid_bar:
+            for i, (cell, one) in enumerate(plan):
+                if i in done:
+                    progress.log(f"[dim]= {cell.spec.label} × {cell.task.name} × {cell.dataset.name}"
+                                 f"{f' (seed {one})' if len(seeds) > 1 else ''}: finished before, reused[/]")
+                    grid_bar.advance()
+            executor.run(jobs, keep=keep, progress=progress, grid_bar=grid_bar, show_seed=len(seeds) > 1)
+        records.extend(finished[i] for i in sorted(finished))
+        return records
+    finally:
+        executor.close()  # a Ray cluster it started stops, even on bad input or Ctrl-C
 
 
 class GridRecords(list):
@@ -235,10 +256,38 @@ def reusable(record: RunRecord, cell: Cell, seed: int, versions: dict[str, str])
             and record.versions.get(plugin) == _plugin_version(cell.entry))
 
 
-def run_cell(cell: Cell, *, cache: ArtifactCache, progress: Progress, seed: int, device: str,
-             versions: dict[str, str], git_commit: str, grid_id: str) -> RunRecord:
+@dataclasses.dataclass
+class CellJob:
+    """One cell at one seed, with everything needed to run it in this process or another one
+    (it pickles: a Ray worker receives it whole)."""
+
+    index: int  # its place in the grid's plan
+    cell: Cell
+    seed: int
+    cache: ArtifactCache
+    device: str
+    versions: dict[str, str]
+    git_commit: str
+    grid_id: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.cell.spec.label} × {self.cell.task.name} × {self.cell.dataset.name}"
+
+    def new_record(self) -> RunRecord:
+        """The record before the cell runs: identity and provenance, status ok, no results."""
+        return new_record(self.cell, seed=self.seed, device=self.device, versions=self.versions,
+                          git_commit=self.git_commit, grid_id=self.grid_id)
+
+    def run(self, progress: Progress) -> RunRecord:
+        return run_cell(self.cell, cache=self.cache, progress=progress, seed=self.seed, device=self.device,
+                        versions=self.versions, git_commit=self.git_commit, grid_id=self.grid_id)
+
+
+def new_record(cell: Cell, *, seed: int, device: str, versions: dict[str, str], git_commit: str,
+               grid_id: str) -> RunRecord:
     config = dataclasses.asdict(cell.config)
-    record = RunRecord(
+    return RunRecord(
         indexer=cell.spec.label, task=cell.task.name, dataset=cell.dataset.name, status="ok",
         seed=seed, device=device,
         config={"indexer": cell.entry.name, "options": config,
@@ -250,6 +299,12 @@ def run_cell(cell: Cell, *, cache: ArtifactCache, progress: Progress, seed: int,
         git_commit=git_commit, grid_id=grid_id,
         started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+
+
+def run_cell(cell: Cell, *, cache: ArtifactCache, progress: Progress, seed: int, device: str,
+             versions: dict[str, str], git_commit: str, grid_id: str) -> RunRecord:
+    record = new_record(cell, seed=seed, device=device, versions=versions, git_commit=git_commit,
+                        grid_id=grid_id)
     started = time.perf_counter()
     try:
         indexer = cell.entry.factory(cell.config)
@@ -320,10 +375,12 @@ def git_commit() -> str:
 
 
 def _summary(record: RunRecord) -> str:
-    head = f"{record.indexer} × {record.task} × {record.dataset}"
+    from rich.markup import escape  # labels and reasons are text, not markup
+
+    head = escape(f"{record.indexer} × {record.task} × {record.dataset}")
     if record.status == "ok":
         shown = ", ".join(f"{k}={v:.4f}" for k, v in list(record.metrics.items())[:4])
         return f"[green]✓[/] {head}: {shown} ({record.duration_s:.1f}s)"
     if record.status == "skipped":
-        return f"[yellow]–[/] {head}: skipped ({record.reason})"
-    return f"[red]✗[/] {head}: error ({record.reason})"
+        return f"[yellow]–[/] {head}: skipped ({escape(record.reason)})"
+    return f"[red]✗[/] {head}: error ({escape(record.reason)})"

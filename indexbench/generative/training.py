@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .. import distributed
 from ..optim import adamw
 from ..protocols import RunContext
 from .backbones import Seq2SeqBackbone
@@ -85,7 +86,7 @@ def train_seq2seq(
     optimisation = adamw(model.named_parameters(), lr=options.lr, total_steps=total,
                          warmup_ratio=options.warmup_ratio, weight_decay=options.weight_decay,
                          max_grad_norm=options.max_grad_norm, fresh=backbone.is_fresh,
-                         fresh_lr=options.fresh_lr)
+                         fresh_lr=options.fresh_lr, data_parallel=True)
     losses: list[float] = []
     checks: list[dict[str, float]] = []
     on_cuda = backbone.on_cuda
@@ -96,9 +97,10 @@ def train_seq2seq(
             with ctx.progress.task(description, total=total) as bar:
                 for step, batch in enumerate(plan, start=1):
                     model.train()
+                    part, share = distributed.shard(batch)  # all of it outside torchrun
                     with backbone.autocast():
-                        loss = batch_loss(backbone, [examples[i][0] for i in batch],
-                                          [examples[i][1] for i in batch])
+                        loss = batch_loss(backbone, [examples[i][0] for i in part],
+                                          [examples[i][1] for i in part]) * share
                     losses.append(optimisation.step(loss))
                     bar.advance(1)
                     bar.set_status(f"loss {np.mean(losses[-20:]):.3f}")

@@ -105,4 +105,5 @@ def register_indexers(register):
         config_class=BM25Config,
         description="BM25 (Lucene variant, k1=1.2, b=0.75, English stemming) via bm25s",
         kind="retrieval",
+        uses_device=False,
     ))

@@ -1,0 +1,112 @@
+"""Data-parallel training when indexbench is launched by ``torchrun`` or ``accelerate launch``.
+
+Both launchers start N copies of the program with ``RANK``, ``WORLD_SIZE`` and ``MASTER_ADDR`` in
+the environment. Every copy runs the whole grid in lockstep: the trainers give each process a
+shard of every batch (`shard`), back-propagate that shard's share of the batch's mean loss, and
+sum the gradients over the processes (`all_reduce_gradients`) before the update, so each step
+sees the same batch and takes the same update as one process would -- the same effective batch
+and number of steps. Only the main process (rank 0) writes the results store and the artifact
+cache; the others keep their artifacts in a private temporary cache.
+
+This is what ``torch.nn.parallel.DistributedDataParallel`` computes, done on the gradients
+directly: the trainers call models through functions of their own (``id_losses(backbone, ...)``,
+a reconstructor beside an encoder), which DDP's module wrapper would not see.
+
+Outside a launcher (``WORLD_SIZE`` unset or 1) every function here is a no-op that imports
+nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def launched() -> bool:
+    """Whether this process is one of several started by torchrun / accelerate launch."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_from_environment(device: str = "cpu") -> bool:
+    """Join the launcher's process group (gloo on CPU, nccl on CUDA) once; True if distributed."""
+    if not launched():
+        return False
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        if device == "cuda":
+            import torch
+
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl" if device == "cuda" else "gloo")
+    return True
+
+
+def _group():
+    """The torch.distributed module when a process group of more than one is up, else None."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized() or dist.get_world_size() < 2:
+        return None
+    return dist
+
+
+def world_size() -> int:
+    dist = _group()
+    return dist.get_world_size() if dist else 1
+
+
+def rank() -> int:
+    dist = _group()
+    return dist.get_rank() if dist else 0
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def shard(batch: Sequence[T]) -> tuple[list[T], float]:
+    """This process's part of ``batch`` (every world_size-th item from its rank) and the part's
+    share of the batch, by which its mean loss is scaled so that the summed gradients are those
+    of the whole batch's mean."""
+    items = list(batch)
+    size = world_size()
+    if size == 1:
+        return items, 1.0
+    part = items[rank()::size]
+    if not part:  # a last batch smaller than the world: run one item at zero weight, to join in
+        return items[:1], 0.0
+    return part, len(part) / len(items)
+
+
+def all_reduce_gradients(params: Sequence[Any]) -> None:
+    """Sum every parameter's gradient over the processes (one flat buffer, one collective).
+    A parameter without a gradient on some process counts as zero there."""
+    dist = _group()
+    if dist is None:
+        return
+    import torch
+
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1).float() for g in grads])
+    dist.all_reduce(flat)
+    offset = 0
+    for param, grad in zip(params, grads):
+        count = grad.numel()
+        param.grad = flat[offset : offset + count].view_as(grad).to(grad.dtype)
+        offset += count
+
+
+def all_reduce_sum(value: float, device: Any = "cpu") -> float:
+    """The sum of one number over the processes (a shard's share of the batch loss -> the loss)."""
+    dist = _group()
+    if dist is None:
+        return value
+    import torch
+
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)  # nccl: on the GPU
+    dist.all_reduce(tensor)
+    return float(tensor.item())
