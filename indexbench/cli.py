@@ -198,6 +198,10 @@ def run(
             f"[bold red]interrupted:[/] the cells that finished are in {results.path}; those running or "
             "queued were dropped (their finished artifacts stay cached; --resume goes on from here)", soft_wrap=True)
         raise typer.Exit(130) from None
+    from . import distributed
+
+    if not distributed.is_main():  # under torchrun the main process alone reports and writes
+        return
     render_rich(build_tables(records, _headlines()), _console())
     err = _console(stderr=True)
     written = ""

@@ -82,6 +82,33 @@ def shard(batch: Sequence[T]) -> tuple[list[T], float]:
     return part, len(part) / len(items)
 
 
+def shard_indices(size: int) -> list[int]:
+    """The positions in a batch of ``size`` that this process computes: every world_size-th
+    from its rank (all of them outside torchrun). A process left without any (a batch smaller
+    than the world) computes position 0 as a stand-in that `gather_batch` never reads."""
+    world = world_size()
+    return list(range(rank(), size, world)) or [0]
+
+
+def gather_batch(part: Any, size: int) -> Any:
+    """The whole batch's rows from every process's `shard_indices` rows, in batch order, with
+    gradients flowing back to each process's own rows: a loss that compares every item with
+    every other (in-batch negatives) sees the same batch as one process would. Scale such a
+    loss by ``1 / world_size()``: each process computes all of it, and the gradients are summed."""
+    dist = _group()
+    if dist is None:
+        return part
+    import torch
+    from torch.distributed.nn.functional import all_gather
+
+    world = dist.get_world_size()
+    rows = -(-size // world)  # the most any process holds
+    if part.shape[0] < rows:
+        part = torch.cat([part, part.new_zeros((rows - part.shape[0], *part.shape[1:]))])
+    gathered = all_gather(part[:rows].contiguous())
+    return torch.stack([gathered[i % world][i // world] for i in range(size)])
+
+
 def all_reduce_gradients(params: Sequence[Any]) -> None:
     """Sum every parameter's gradient over the processes (one flat buffer, one collective).
     A parameter without a gradient on some process counts as zero there."""

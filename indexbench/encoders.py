@@ -33,6 +33,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from . import distributed
 from .data import fingerprint_of
 from .protocols import Progress, SilentProgress
 from .registry import EncoderEntry
@@ -503,6 +504,7 @@ def train_steps(
     max_grad_norm: float = 1.0,
     progress: Progress | None = None,
     description: str = "fine-tuning",
+    data_parallel: bool = False,
 ) -> list[float]:
     """One optimiser step per element of ``batches`` on ``encoder``'s model, in place; returns
     the losses.
@@ -512,6 +514,8 @@ def train_steps(
     (AdamW, linear warm-up over ``warmup_ratio`` then linear decay, clipping). Dropout draws
     from the torch RNG seeded with ``seed`` inside a forked RNG state, so training is
     deterministic on CPU and the caller's global RNG state is left alone. Progress shows the loss.
+    ``data_parallel``: ``batch_loss`` shards its batch over torchrun's processes (see
+    `indexbench.distributed`), and the gradients and loss are summed over them.
     """
     import torch
 
@@ -520,7 +524,7 @@ def train_steps(
     progress = progress or SilentProgress()
     model = encoder.model
     opt = adamw(model.named_parameters(), lr=lr, total_steps=len(batches), warmup_ratio=warmup_ratio,
-                weight_decay=weight_decay, max_grad_norm=max_grad_norm)
+                weight_decay=weight_decay, max_grad_norm=max_grad_norm, data_parallel=data_parallel)
     losses: list[float] = []
     fork_devices = [torch.device(encoder.device)] if encoder._on_cuda else []
     with torch.random.fork_rng(devices=fork_devices, device_type="cuda" if fork_devices else "cpu"):
@@ -622,8 +626,11 @@ def train_in_batch_negatives(
     def batch_loss(batch: list[int]):
         bq = [pairs[i][0] for i in batch]
         bd = [pairs[i][1] for i in batch]
-        q_emb = encoder.embed_ids([q_tokens[q] for q in bq])
-        d_emb = encoder.embed_ids([d_tokens[d] for d in bd])
+        # Under torchrun each process embeds its shard and the similarities span the whole
+        # batch (`distributed.gather_batch`): the same negatives as one process.
+        mine = distributed.shard_indices(len(batch))
+        q_emb = distributed.gather_batch(encoder.embed_ids([q_tokens[bq[i]] for i in mine]), len(batch))
+        d_emb = distributed.gather_batch(encoder.embed_ids([d_tokens[bd[i]] for i in mine]), len(batch))
         logits = q_emb @ d_emb.T / temperature
         mask = torch.tensor(other_positives_mask(bq, bd, positives), device=logits.device)
         logits = logits.masked_fill(mask, float("-inf"))
@@ -631,11 +638,11 @@ def train_in_batch_negatives(
         loss = torch.nn.functional.cross_entropy(logits, target)
         if symmetric:
             loss = (loss + torch.nn.functional.cross_entropy(logits.T, target)) / 2
-        return loss
+        return loss / distributed.world_size()  # every process holds all of it; summed after
 
     losses = train_steps(
         encoder, plan, batch_loss, lr=lr, seed=seed, warmup_ratio=warmup_ratio,
-        weight_decay=weight_decay, max_grad_norm=max_grad_norm, progress=progress,
+        weight_decay=weight_decay, max_grad_norm=max_grad_norm, progress=progress, data_parallel=True,
         description=description or f"fine-tuning {encoder.name}",
     )
 

@@ -112,3 +112,42 @@ def test_a_grid_under_two_processes_stores_one_record_with_the_single_process_me
     assert ranks[0]["metrics"] == ranks[1]["metrics"]
     # only the main process wrote artifacts: one of each, no second copy from the other rank
     assert not any(p.name.startswith(".") for p in (tmp_path / "ddp-cache").rglob("*"))
+
+
+PAIRS = [(f"query number {i} about {w}", f"document {i} on {w} and more") for i, w in
+         enumerate(["lenses", "gloves", "pumps", "valves", "tubes", "clamps", "sieves", "scales", "flasks"])]
+# batch 4 over 9 pairs: the last batch has 1 pair and is dropped; two processes hold 2 rows each
+
+
+def _train_encoder(out: str) -> None:
+    """Fine-tune the tiny dual encoder a few in-batch-negative steps, dropout off."""
+    from indexbench.encoders import build_tiny_encoder, train_in_batch_negatives
+
+    encoder = build_tiny_encoder(seed=0)
+    encoder.model.train = lambda mode=True: encoder.model  # stay in eval mode: no dropout
+    history = train_in_batch_negatives(encoder, PAIRS, epochs=2, batch_size=4, lr=1e-3, warmup_ratio=0.0)
+    torch.save({"state": encoder.model.state_dict(), "losses": history["losses"]}, out)
+
+
+def _encoder_worker(rank: int, world: int, port: int, outdir: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    assert distributed.init_from_environment("cpu")
+    try:
+        _train_encoder(str(Path(outdir) / f"encoder{rank}.pt"))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_two_gloo_processes_fine_tune_the_dual_encoder_to_the_single_process_weights(tmp_path):
+    torch.set_num_threads(1)
+    _train_encoder(str(tmp_path / "single.pt"))
+    torch.multiprocessing.spawn(_encoder_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    single = torch.load(tmp_path / "single.pt")
+    ranks = [torch.load(tmp_path / f"encoder{r}.pt") for r in range(2)]
+    assert len(single["losses"]) == 4
+    for r in ranks:  # the in-batch negatives span both processes' rows, as in one process
+        assert r["losses"] == pytest.approx(single["losses"], rel=1e-5)
+        for name, weight in single["state"].items():
+            assert torch.allclose(r["state"][name], weight, atol=1e-5, rtol=1e-4), name
