@@ -22,6 +22,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help texts are plain text: "[default: ...]" and 'pip install "indexbench[ray]"' must
+    # print as written, not be read as Rich markup tags (which swallowed them).
+    rich_markup_mode="markdown",
 )
 
 
