@@ -136,7 +136,9 @@ class ArtifactCache:
             # one waiting on another's lock would deadlock both.
             yield
             return
-        lock_path = self.path(namespace, key).with_name(self.path(namespace, key).name + ".lock")
+        # Lock files live apart from the artifacts (never removed: unlinking a lock another
+        # process waits on would let a third take a fresh one beside it).
+        lock_path = self.root / ".locks" / f"{namespace}-{self.path(namespace, key).name}.lock"
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         with open(lock_path, "a+b") as lock:
             try:

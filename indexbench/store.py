@@ -227,14 +227,25 @@ class ResultStore:
                 where.append(f"{column} = ?")
                 args.append(value)
         wanted = _BLOB_COLUMNS if results is True else set(results or ())
-        columns = [c for c in _COLUMNS if c not in _BLOB_COLUMNS or c in wanted]
-        sql = f"SELECT {', '.join(columns)} FROM records"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id"
         try:
-            conn = self._connect()
+            # Read-only: reading a store changes nothing in it, so a store on a read-only mount
+            # (or another user's) still lists; a store made by an older version lacks some
+            # columns, which read as their defaults.
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                   timeout=self.busy_timeout_s)
             try:
+                present = {row[1] for row in conn.execute("PRAGMA table_info(records)")}
+                if not present:
+                    return []
+                if not _IDENTITY_COLUMNS <= present:
+                    raise StoreError(f"{self.path}: has a records table without the columns "
+                                     f"{', '.join(sorted(_IDENTITY_COLUMNS - present))}; "
+                                     "not an indexbench results store")
+                columns = [c for c in _COLUMNS if c in present and (c not in _BLOB_COLUMNS or c in wanted)]
+                sql = f"SELECT {', '.join(columns)} FROM records"
+                if where:
+                    sql += " WHERE " + " AND ".join(where)
+                sql += " ORDER BY id"
                 rows = conn.execute(sql, args).fetchall()
             finally:
                 conn.close()

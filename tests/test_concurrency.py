@@ -87,3 +87,21 @@ def test_eight_processes_writing_fifty_records_each_lose_none(tmp_path):
         (f"w{w}", float(i)) for w in range(8) for i in range(50))
     assert all(r.per_query for r in records)
     assert not store_path.with_name(store_path.name + ".recovered.jsonl").exists()
+
+
+def test_listing_a_store_writes_nothing_to_it_and_reads_an_older_schema(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)  # a store from before most columns existed, not in WAL mode
+    conn.execute("CREATE TABLE records (id INTEGER PRIMARY KEY AUTOINCREMENT, indexer TEXT, task TEXT, "
+                 "dataset TEXT, status TEXT, metrics TEXT)")
+    conn.execute("INSERT INTO records (indexer, task, dataset, status, metrics) VALUES "
+                 "('bm25', 'product-search', 'sample', 'ok', '{\"ndcg@5\": 0.5}')")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    [record] = ResultStore(path).records(results=True)
+    assert (record.indexer, record.metrics, record.seed, record.per_query) == ("bm25", {"ndcg@5": 0.5}, 0, {})
+    assert path.read_bytes() == before  # no migration, no WAL switch: a read-only mount lists too
+    assert not path.with_name("old.sqlite-wal").exists()

@@ -106,6 +106,12 @@ def test_ray_gives_the_local_runs_metrics_cell_for_cell_and_stores_as_cells_fini
     assert all(r.status == "ok" for r in on_ray), [(r.indexer, r.task, r.reason) for r in on_ray]
     assert _metrics(on_ray) == _metrics(local)
     assert len({r.grid_id for r in on_ray}) == 1
+    # --resume with the Ray executor reuses every finished cell and runs (and stores) nothing
+    again = CliRunner().invoke(app, [
+        "run", "-i", ",".join(GRID), "-t", ",".join(TASKS), "--executor", "ray", "--resume",
+        "--device", "cpu", "--store", str(store), "--cache-dir", str(tmp_path / "ray-cache"), "-q"])
+    assert again.exit_code == 0, again.output
+    assert len(ResultStore(store).records(latest=False)) == 9
 
 
 @needs_ray
