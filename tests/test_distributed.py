@@ -35,13 +35,15 @@ def _train(out: str) -> None:
                 "rank": distributed.rank(), "world": distributed.world_size()}, out)
 
 
-def _worker(rank: int, world: int, port: int, outdir: str) -> None:
+def _worker(rank: int, world: int, port: int, outdir: str, train=None, name: str = "rank") -> None:
+    """One of ``world`` processes as torchrun starts them: join the gloo group, run ``train``
+    (default `_train`) writing to ``outdir/{name}{rank}.pt``."""
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     assert distributed.init_from_environment("cpu")
     try:
-        _train(str(Path(outdir) / f"rank{rank}.pt"))
+        (train or _train)(str(Path(outdir) / f"{name}{rank}.pt"))
     finally:
         torch.distributed.destroy_process_group()
 
@@ -77,16 +79,13 @@ def _initial_state():
     return build_tiny(seed=0).model.state_dict()
 
 
-def _grid_worker(rank: int, world: int, port: int, root: str) -> None:
+def _run_grid(out: str) -> None:
     from indexbench.runner import run_grid
 
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    records = run_grid(GRID_INDEXER, ["product-search"], ["sample"], store=Path(root) / "ddp.sqlite",
-                       cache_dir=Path(root) / "ddp-cache", device="cpu")
-    torch.save({"metrics": records[0].metrics, "details": records[0].details}, Path(root) / f"grid{rank}.pt")
-    torch.distributed.destroy_process_group()
+    root = Path(out).parent
+    records = run_grid(GRID_INDEXER, ["product-search"], ["sample"], store=root / "ddp.sqlite",
+                       cache_dir=root / "ddp-cache", device="cpu")
+    torch.save({"metrics": records[0].metrics, "details": records[0].details}, out)
 
 
 GRID_INDEXER = ["random-ids:backbone=tiny:max_steps=6:batch_size=16"]
@@ -99,7 +98,8 @@ def test_a_grid_under_two_processes_stores_one_record_with_the_single_process_me
     torch.set_num_threads(1)
     single = run_grid(GRID_INDEXER, ["product-search"], ["sample"], store=False,
                       cache_dir=tmp_path / "single-cache", device="cpu")[0]
-    torch.multiprocessing.spawn(_grid_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    torch.multiprocessing.spawn(_worker, args=(2, _free_port(), str(tmp_path), _run_grid, "grid"), nprocs=2,
+                                join=True)
     stored = ResultStore(tmp_path / "ddp.sqlite").records()
     assert len(stored) == 1 and stored[0].status == "ok"  # the main process alone wrote it
     assert stored[0].details["data_parallel_processes"] == 2
@@ -129,21 +129,11 @@ def _train_encoder(out: str) -> None:
     torch.save({"state": encoder.model.state_dict(), "losses": history["losses"]}, out)
 
 
-def _encoder_worker(rank: int, world: int, port: int, outdir: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    assert distributed.init_from_environment("cpu")
-    try:
-        _train_encoder(str(Path(outdir) / f"encoder{rank}.pt"))
-    finally:
-        torch.distributed.destroy_process_group()
-
-
 def test_two_gloo_processes_fine_tune_the_dual_encoder_to_the_single_process_weights(tmp_path):
     torch.set_num_threads(1)
     _train_encoder(str(tmp_path / "single.pt"))
-    torch.multiprocessing.spawn(_encoder_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    torch.multiprocessing.spawn(_worker, args=(2, _free_port(), str(tmp_path), _train_encoder, "encoder"),
+                                nprocs=2, join=True)
     single = torch.load(tmp_path / "single.pt")
     ranks = [torch.load(tmp_path / f"encoder{r}.pt") for r in range(2)]
     assert len(single["losses"]) == 4
