@@ -90,6 +90,13 @@ def shard_indices(size: int) -> list[int]:
     return list(range(rank(), size, world)) or [0]
 
 
+def shard_share(size: int) -> float:
+    """The share of a batch of ``size`` that `shard_indices` gives this process (0 for a
+    stand-in): scale a per-item mean loss by it, and the summed gradients are the batch mean's."""
+    world = world_size()
+    return len(range(rank(), size, world)) / size if size else 0.0
+
+
 def gather_batch(part: Any, size: int) -> Any:
     """The whole batch's rows from every process's `shard_indices` rows, in batch order, with
     gradients flowing back to each process's own rows: a loss that compares every item with

@@ -141,3 +141,45 @@ def test_two_gloo_processes_fine_tune_the_dual_encoder_to_the_single_process_wei
         assert r["losses"] == pytest.approx(single["losses"], rel=1e-5)
         for name, weight in single["state"].items():
             assert torch.allclose(r["state"][name], weight, atol=1e-5, rtol=1e-4), name
+
+
+def _train_lmindexer(out: str) -> None:
+    """LMIndexer's whole self-supervised schedule on the tiny backbone, every module kept in
+    eval mode (no dropout: the SimCSE positive is then h itself)."""
+    from indexbench.data import Corpus, Document
+    from indexbench.protocols import RunContext
+    from indexbench.registry import get_registry
+
+    original = torch.nn.Module.train
+    torch.nn.Module.train = lambda self, mode=True: original(self, False)
+    try:
+        entry = get_registry().indexer("lmindexer")
+        indexer = entry.factory(entry.config_class(
+            backbone="tiny", codebook_size=64, reconstructor_warmup_steps=3, encoder_warmup_steps=3,
+            position_steps=4, index_batch_size=8, diagnostics_every=0, eval_batch_size=16))
+        words = ["pipette tips sterile", "safety gloves nitrile", "drill bits cobalt", "glass beakers"]
+        corpus = Corpus(Document(id=f"d{i}", text=f"{words[i % 4]} model {i} pack of {i % 5 + 1}")
+                        for i in range(30))
+        ids = indexer.assign_ids(corpus, RunContext(seed=3))
+    finally:
+        torch.nn.Module.train = original
+    torch.save({"ids": ids.ids, "phases": indexer.details["phases"]}, out)
+
+
+def test_two_gloo_processes_run_lmindexers_schedule_as_one_process_does(tmp_path):
+    torch.set_num_threads(1)
+    _train_lmindexer(str(tmp_path / "single.pt"))
+    torch.multiprocessing.spawn(_worker, args=(2, _free_port(), str(tmp_path), _train_lmindexer, "lmindexer"),
+                                nprocs=2, join=True)
+    single = torch.load(tmp_path / "single.pt", weights_only=False)
+    ranks = [torch.load(tmp_path / f"lmindexer{r}.pt", weights_only=False) for r in range(2)]
+    assert ranks[0]["ids"] == ranks[1]["ids"]  # the processes stay in lockstep
+    trained = [p for p in single["phases"] if "mean_reconstruction" in p]
+    assert [p["phase"] for p in trained] == ["reconstructor-warmup", "encoder-warmup@1", "train@1",
+                                             "encoder-warmup@2", "train@2"]
+    for one, two in zip(single["phases"], ranks[0]["phases"]):
+        for key in ("mean_reconstruction", "mean_contrastive", "mean_commitment"):
+            if key in one:  # each loss the sum of the processes' shares = one process's loss
+                assert two[key] == pytest.approx(one[key], rel=1e-4), (one["phase"], key)
+    agree = sum(a == b for a, b in zip(single["ids"].values(), ranks[0]["ids"].values()))
+    assert agree >= 0.9 * len(single["ids"])  # an argmax may flip on a last-bit difference

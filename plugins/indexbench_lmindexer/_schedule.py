@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from indexbench import distributed
 from indexbench.data import SemanticIds
 from indexbench.generative.id_init import decoder_features, group_means, prefix_states, set_code_rows
 from indexbench.kmeans import kmeans
@@ -244,19 +245,37 @@ class SelfSupervisedTraining:
         with self.backbone.autocast():
             return prefix_states(self.backbone, ids, mask, prefix).float()
 
-    def _forward(self, phase: Phase, rows, generator: torch.Generator):
-        """The losses of one batch (a dict of scalar tensors) and the reconstruction outputs."""
+    def _forward(self, phase: Phase, rows, generator: torch.Generator, shard: bool = False):
+        """The losses of one batch (a dict of scalar tensors) and the reconstruction outputs.
+
+        ``shard`` (training under torchrun): this process computes its shard of the batch and
+        each loss is its share of the whole batch's (`indexbench.distributed`), so the summed
+        gradients are one process's. The hints are drawn for the whole batch first, so every
+        process sees the draws one process would."""
         backbone = self.backbone
         ids, mask, special = self._collate(rows)
         targets, visible = sample_visibility(mask, special, hint_ratio(self.config, phase.position), generator)
         word = self._word_embeddings(phase)
         losses: dict[str, torch.Tensor] = {}
+        batch_rows, share = np.asarray(rows), 1.0
+        recon = reconstruction_loss
+        if shard and distributed.world_size() > 1:
+            mine = distributed.shard_indices(len(rows))
+            share, tokens = distributed.shard_share(len(rows)), int(targets.sum())
+            pick = torch.as_tensor(mine, device=ids.device)
+            rows = batch_rows[mine]
+            ids, mask, targets, visible = ids[pick], mask[pick], targets[pick], visible[pick]
+
+            def recon(logits, wanted):  # this shard's tokens over the whole batch's count
+                if wanted.numel() == 0 or share == 0:
+                    return logits.sum() * 0.0
+                return torch.nn.functional.cross_entropy(logits.float(), wanted, reduction="sum") / tokens
         if phase.kind == "reconstructor-warmup":
             # Eq. 12 with the frozen indexer's IDs: the rows of the codes it picks at position 1.
             codes = torch.as_tensor(self.state.picks[rows], device=backbone.device)
             vectors = self.codebook(0).detach()[codes].float()[:, None]
             logits, wanted = self.reconstructor(vectors, ids, targets, visible, word)
-            losses["reconstruction"] = reconstruction_loss(logits, wanted)
+            losses["reconstruction"] = recon(logits, wanted)
             return losses, logits, wanted, None
         t = phase.position
         prefix = torch.as_tensor(self.state.codes[rows, :t], device=backbone.device)
@@ -271,19 +290,27 @@ class SelfSupervisedTraining:
         else:
             vectors.append(straight_through(logits_t, self.codebook(t)))
         logits, wanted = self.reconstructor(torch.stack(vectors, dim=1), ids, targets, visible, word)
-        losses["reconstruction"] = reconstruction_loss(logits, wanted)
+        losses["reconstruction"] = recon(logits, wanted)
         if self.config.contrastive and torch.is_grad_enabled():
             positive = h
             if self.config.contrastive_positive == "dropout":
                 # SimCSE: the same documents through the indexer again, other dropout masks.
                 with torch.no_grad():
                     positive = backbone.head_features(self._semantic_state(ids, mask, prefix)[:, t]).float()
-            losses["contrastive"] = prefix_contrastive_loss(h, positive, prefix, self.config.contrastive_temperature)
+            if shard and distributed.world_size() > 1:  # in-batch negatives across the processes
+                n = len(batch_rows)
+                losses["contrastive"] = prefix_contrastive_loss(
+                    distributed.gather_batch(h, n), distributed.gather_batch(positive, n),
+                    torch.as_tensor(self.state.codes[batch_rows, :t], device=backbone.device),
+                    self.config.contrastive_temperature) / distributed.world_size()
+            else:
+                losses["contrastive"] = prefix_contrastive_loss(h, positive, prefix,
+                                                                self.config.contrastive_temperature)
         if phase.kind == "train" and self.config.code_anchor > 0 and self.state.anchor is not None:
             target = torch.as_tensor(self.state.anchor[rows], device=backbone.device)
-            losses["anchor"] = self.config.code_anchor * torch.nn.functional.cross_entropy(logits_t, target)
+            losses["anchor"] = self.config.code_anchor * share * torch.nn.functional.cross_entropy(logits_t, target)
         if self.config.commitment and t > 0:
-            losses["commitment"] = commitment_loss(
+            losses["commitment"] = share * commitment_loss(
                 [backbone.position_logits(hidden[:, j], j) for j in range(t)], prefix)
         return losses, logits, wanted, logits_t.argmax(dim=-1)
 
@@ -378,7 +405,7 @@ class SelfSupervisedTraining:
         optimisation = adamw(named, lr=config.index_lr, total_steps=len(plan), warmup_ratio=0.1,
                              weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
                              fresh=lambda n: n.startswith("reconstructor.") or backbone.is_fresh(n),
-                             fresh_lr=config.index_fresh_lr)
+                             fresh_lr=config.index_fresh_lr, data_parallel=True)
         sums: dict[str, float] = {}
         every = int(config.diagnostics_every)
         on_cuda = backbone.on_cuda
@@ -394,17 +421,20 @@ class SelfSupervisedTraining:
             try:
                 with self.ctx.progress.task(f"lmindexer: {phase.name}", total=len(plan)) as bar:
                     for step, rows in enumerate(plan, start=1):
-                        losses, *_ = self._forward(phase, rows, generator)
+                        losses, *_ = self._forward(phase, rows, generator, shard=True)
                         optimisation.step(sum(losses.values()))
+                        # under torchrun each process holds its share: the sum is the batch's
+                        losses = {k: distributed.all_reduce_sum(float(v.detach()), v.device)
+                                  for k, v in losses.items()}
                         for k, v in losses.items():
-                            sums[k] = sums.get(k, 0.0) + float(v.detach())
+                            sums[k] = sums.get(k, 0.0) + v
                         bar.advance(1)
-                        bar.set_status(" ".join(f"{k[:5]} {float(v.detach()):.3f}" for k, v in losses.items()))
+                        bar.set_status(" ".join(f"{k[:5]} {v:.3f}" for k, v in losses.items()))
                         if every > 0 and (step % every == 0 or step == len(plan)):
                             last = self.diagnose(phase)
                             self.state.curves.append({"phase": phase.name, "step": step,
                                                       "global_step": self._global_step() + step,
-                                                      **{k: float(v.detach()) for k, v in losses.items()},
+                                                      **losses,
                                                       **last})
             finally:
                 optimisation.release()
