@@ -106,14 +106,52 @@ def gather_batch(part: Any, size: int) -> Any:
     if dist is None:
         return part
     import torch
-    from torch.distributed.nn.functional import all_gather
 
     world = dist.get_world_size()
     rows = -(-size // world)  # the most any process holds
     if part.shape[0] < rows:
         part = torch.cat([part, part.new_zeros((rows - part.shape[0], *part.shape[1:]))])
-    gathered = all_gather(part[:rows].contiguous())
-    return torch.stack([gathered[i % world][i // world] for i in range(size)])
+    gathered = _AllGather.apply(part[:rows].contiguous())  # (world, rows, ...)
+    order = torch.tensor([(i % world) * rows + i // world for i in range(size)], device=part.device)
+    return gathered.reshape(world * rows, *part.shape[1:]).index_select(0, order)
+
+
+def _all_gather_function():
+    import torch
+
+    class AllGather(torch.autograd.Function):
+        """Every process's tensor, stacked; the gradient of one's own comes back summed over
+        the processes (each holds a loss that used it)."""
+
+        @staticmethod
+        def forward(ctx, tensor):
+            dist = _group()
+            parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+            dist.all_gather(parts, tensor)
+            return torch.stack(parts)
+
+        @staticmethod
+        def backward(ctx, grad):
+            dist = _group()
+            grad = grad.contiguous()
+            dist.all_reduce(grad)
+            return grad[dist.get_rank()]
+
+    return AllGather
+
+
+class _LazyAllGather:
+    """`_all_gather_function`'s class, built on first use (this module imports no torch)."""
+
+    _function = None
+
+    def apply(self, tensor):
+        if _LazyAllGather._function is None:
+            _LazyAllGather._function = _all_gather_function()
+        return _LazyAllGather._function.apply(tensor)
+
+
+_AllGather = _LazyAllGather()
 
 
 def all_reduce_gradients(params: Sequence[Any]) -> None:

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import distributed
 from .data import fingerprint_of
 from .encoders import loss_summary, make_encoder, train_steps
 from .protocols import Progress
@@ -81,16 +82,19 @@ def train_simcse(encoder: TextEncoder, texts: Sequence[str], config: SimCSEConfi
         batches = batches[: config.max_steps]
 
     def batch_loss(batch: list[int]):
-        ids = [tokens[i] for i in batch]
-        # One forward pass over the batch twice: each copy of a row gets its own dropout mask.
+        # Under torchrun each process embeds its shard; the negatives span the gathered batch.
+        ids = [tokens[batch[i]] for i in distributed.shard_indices(len(batch))]
+        # One forward pass over the rows twice: each copy of a row gets its own dropout mask.
         emb = encoder.embed_ids(ids + ids)
         emb = torch.nn.functional.normalize(emb, dim=-1)
-        first, second = emb[: len(ids)], emb[len(ids):]
+        first = distributed.gather_batch(emb[: len(ids)], len(batch))
+        second = distributed.gather_batch(emb[len(ids):], len(batch))
         logits = first @ second.T / config.temperature
-        return torch.nn.functional.cross_entropy(logits, torch.arange(len(ids), device=logits.device))
+        loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(batch), device=logits.device))
+        return loss / distributed.world_size()  # every process holds all of it; summed after
 
     losses = train_steps(encoder, batches, batch_loss, lr=config.lr, seed=seed, warmup_ratio=0.0,
-                         weight_decay=0.0, max_grad_norm=1.0, progress=progress,
+                         weight_decay=0.0, max_grad_norm=1.0, progress=progress, data_parallel=True,
                          description=f"SimCSE fine-tuning {encoder.name} ({len(unique):,} texts)")
     return {
         "losses": losses,

@@ -129,14 +129,25 @@ def _train_encoder(out: str) -> None:
     torch.save({"state": encoder.model.state_dict(), "losses": history["losses"]}, out)
 
 
-def test_two_gloo_processes_fine_tune_the_dual_encoder_to_the_single_process_weights(tmp_path):
+def _train_simcse(out: str) -> None:
+    from indexbench.encoders import build_tiny_encoder
+    from indexbench.simcse import SimCSEConfig, train_simcse
+
+    encoder = build_tiny_encoder(seed=0)
+    encoder.model.train = lambda mode=True: encoder.model  # no dropout: the positive is the row itself
+    history = train_simcse(encoder, [d for _, d in PAIRS], SimCSEConfig(max_steps=3, batch_size=5, lr=1e-3))
+    torch.save({"state": encoder.model.state_dict(), "losses": history["losses"]}, out)
+
+
+@pytest.mark.parametrize("train", [_train_encoder, _train_simcse], ids=["in-batch-negatives", "simcse"])
+def test_two_gloo_processes_fine_tune_the_dual_encoder_to_the_single_process_weights(tmp_path, train):
     torch.set_num_threads(1)
-    _train_encoder(str(tmp_path / "single.pt"))
-    torch.multiprocessing.spawn(_worker, args=(2, _free_port(), str(tmp_path), _train_encoder, "encoder"),
+    train(str(tmp_path / "single.pt"))
+    torch.multiprocessing.spawn(_worker, args=(2, _free_port(), str(tmp_path), train, "encoder"),
                                 nprocs=2, join=True)
     single = torch.load(tmp_path / "single.pt")
     ranks = [torch.load(tmp_path / f"encoder{r}.pt") for r in range(2)]
-    assert len(single["losses"]) == 4
+    assert len(single["losses"]) == (4 if train is _train_encoder else 2)
     for r in ranks:  # the in-batch negatives span both processes' rows, as in one process
         assert r["losses"] == pytest.approx(single["losses"], rel=1e-5)
         for name, weight in single["state"].items():
