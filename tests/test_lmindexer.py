@@ -301,7 +301,7 @@ def test_code_anchor_is_the_weighted_cross_entropy_to_the_k_means_codes():
         hidden, _ = bb.decode(decoder_inputs(bb, torch.zeros((8, 1), dtype=torch.long)), bb.encode(ids, mask), mask)
         expected = 0.5 * torch.nn.functional.cross_entropy(bb.position_logits(hidden[:, 0], 0),
                                                            torch.as_tensor(training.state.anchor[rows]))
-    assert float(losses["anchor"]) == pytest.approx(float(expected), rel=1e-5)
+    assert float(losses["anchor"].detach()) == pytest.approx(float(expected), rel=1e-5)
     # Off at 0 (the paper's objective), and never outside train@t.
     plain = _training({"contrastive": False, "commitment": False, "code_anchor": 0})
     plain.state.anchor = training.state.anchor
