@@ -56,6 +56,7 @@ class RayExecutor:
             return ray
         options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
         if self.address is not None:
+            _check_reachable(self.address)
             try:
                 ray.init(address=self.address, **options)
             except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -134,6 +135,25 @@ class RayExecutor:
             for ref in running:
                 ray.cancel(ref, force=True)
             raise
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not minutes, on a head node nobody listens at: Ray itself retries its
+    connection for minutes. ``auto`` (the cluster started on this machine) is left to Ray."""
+    import socket
+
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--ray-address {address}: expected HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise IndexbenchError(f"--ray-address {address}: nothing answers there ({exc.strerror or exc}); "
+                              "start the head with `ray start --head`, or omit --ray-address for a local "
+                              "cluster") from None
 
 
 def _run_on_worker(job: CellJob, dataset) -> RunRecord:

@@ -163,3 +163,15 @@ def test_ctrl_c_cancels_the_queue_keeps_what_finished_and_stops_the_cluster(regi
                  executor=RayExecutor(num_cpus=2, max_parallel=1))
     assert [r.status for r in store.records()] == ["ok"]  # stored before it was reported
     assert not ray.is_initialized()
+
+
+@needs_ray
+@pytest.mark.parametrize("address, message", [
+    ("127.0.0.1:1", "--ray-address 127.0.0.1:1: nothing answers there"),
+    ("nonsense", "--ray-address nonsense: expected HOST:PORT, ray://HOST:PORT or auto"),
+])
+def test_a_ray_address_nobody_answers_at_fails_at_once_and_writes_nothing(tmp_path, address, message):
+    result = CliRunner().invoke(app, ["run", "-i", "bm25", "-t", "product-search", "--executor", "ray",
+                                      "--ray-address", address, "--store", str(tmp_path / "r.sqlite")])
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "r.sqlite").exists()
