@@ -18,6 +18,7 @@ nothing.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Sequence
@@ -69,17 +70,10 @@ def is_main() -> bool:
 
 
 def shard(batch: Sequence[T]) -> tuple[list[T], float]:
-    """This process's part of ``batch`` (every world_size-th item from its rank) and the part's
-    share of the batch, by which its mean loss is scaled so that the summed gradients are those
-    of the whole batch's mean."""
+    """This process's items of ``batch`` (`shard_indices`) and their share of it (`shard_share`),
+    by which their mean loss is scaled so that the summed gradients are the whole batch mean's."""
     items = list(batch)
-    size = world_size()
-    if size == 1:
-        return items, 1.0
-    part = items[rank()::size]
-    if not part:  # a last batch smaller than the world: run one item at zero weight, to join in
-        return items[:1], 0.0
-    return part, len(part) / len(items)
+    return [items[i] for i in shard_indices(len(items))], shard_share(len(items))
 
 
 def shard_indices(size: int) -> list[int]:
@@ -111,12 +105,15 @@ def gather_batch(part: Any, size: int) -> Any:
     rows = -(-size // world)  # the most any process holds
     if part.shape[0] < rows:
         part = torch.cat([part, part.new_zeros((rows - part.shape[0], *part.shape[1:]))])
-    gathered = _AllGather.apply(part[:rows].contiguous())  # (world, rows, ...)
+    gathered = _all_gather_function().apply(part[:rows].contiguous())  # (world, rows, ...)
     order = torch.tensor([(i % world) * rows + i // world for i in range(size)], device=part.device)
     return gathered.reshape(world * rows, *part.shape[1:]).index_select(0, order)
 
 
+@functools.cache
 def _all_gather_function():
+    """The autograd Function behind `gather_batch`, defined on first use (this module imports
+    no torch)."""
     import torch
 
     class AllGather(torch.autograd.Function):
@@ -138,20 +135,6 @@ def _all_gather_function():
             return grad[dist.get_rank()]
 
     return AllGather
-
-
-class _LazyAllGather:
-    """`_all_gather_function`'s class, built on first use (this module imports no torch)."""
-
-    _function = None
-
-    def apply(self, tensor):
-        if _LazyAllGather._function is None:
-            _LazyAllGather._function = _all_gather_function()
-        return _LazyAllGather._function.apply(tensor)
-
-
-_AllGather = _LazyAllGather()
 
 
 def all_reduce_gradients(params: Sequence[Any]) -> None:

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from . import distributed  # imports no torch either
+
 
 def warmup_linear_decay(total: int, warmup: int):
     """LambdaLR factor: ramps up over ``warmup`` steps, then decays linearly to zero at ``total``."""
@@ -41,8 +43,6 @@ class Optimisation:
     def step(self, loss) -> float:
         """Back-propagate ``loss``, clip, update, advance the schedule; return the loss value."""
         import torch
-
-        from . import distributed
 
         # Under torchrun each process holds its shard's share of the batch loss: the sum is the
         # batch's loss, and every process sees the same value (so all stop together below).

@@ -104,14 +104,14 @@ class RayExecutor:
     def _run(self, ray, queue: list[CellJob], keep: Keep, progress: Progress, grid_bar: ProgressTask) -> None:
         remote = ray.remote(_run_on_worker)
         datasets: dict[int, Any] = {}  # id(dataset) -> its object ref, put once
-        available = ray.cluster_resources()
+        cluster = ray.cluster_resources()  # the whole cluster's, not what is free now
         running: dict[Any, CellJob] = {}
         try:
             while queue or running:
                 while queue and (self.max_parallel is None or len(running) < self.max_parallel):
                     job = queue.pop(0)
                     wanted = self.resources.for_cell(job)
-                    short = _shortfall(wanted, available)
+                    short = _shortfall(wanted, cluster)
                     if short:
                         keep(job, _failed(job, f"cannot be scheduled: it needs {short}"))
                         grid_bar.advance()
@@ -148,7 +148,7 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
     if not host or not port.isdigit():
         raise ConfigError(f"--ray-address {address}: expected HOST:PORT, ray://HOST:PORT or auto")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s):
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):  # [::1]
             pass
     except OSError as exc:
         raise IndexbenchError(f"--ray-address {address}: nothing answers there ({exc.strerror or exc}); "
@@ -181,10 +181,10 @@ def _failed(job: CellJob, reason: str) -> RunRecord:
     return record
 
 
-def _shortfall(wanted: dict[str, float], available: dict[str, float]) -> str:
+def _shortfall(wanted: dict[str, float], cluster: dict[str, float]) -> str:
     """What a cell asks for beyond the whole cluster (Ray would wait for it forever)."""
     missing = []
     for key, resource in (("num_cpus", "CPU"), ("num_gpus", "GPU")):
-        if wanted[key] > available.get(resource, 0):
-            missing.append(f"{wanted[key]:g} {resource}, the cluster has {available.get(resource, 0):g}")
+        if wanted[key] > cluster.get(resource, 0):
+            missing.append(f"{wanted[key]:g} {resource}, the cluster has {cluster.get(resource, 0):g}")
     return "; ".join(missing)
