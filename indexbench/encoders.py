@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager, nullcontext
@@ -44,6 +45,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from .cache import ArtifactCache
 
 Truncation = Literal["right", "left"]
+
+PRECISIONS = ("auto", "fp32", "int8", "bf16")
+"""Inference precisions of `TextEncoder.encode` (training always runs in float32, under bf16
+autocast on CUDA). ``int8``: torch dynamic quantisation of the linear layers (CPU only);
+``bf16``: bf16 autocast; ``auto``: the device's default (`DEFAULT_PRECISION`)."""
+
+DEFAULT_PRECISION = {"cpu": "fp32", "cuda": "bf16"}
+"""``auto`` per device, chosen on the measurements in benchmarks/README.md (encoding speed)."""
 
 MINILM_SOURCE = "sentence-transformers/all-MiniLM-L6-v2"
 _META_FILE = "indexbench-encoder.json"
@@ -84,9 +93,11 @@ def _load_model(path: str | Path) -> Any:
 class TextEncoder:
     """A tokenizer plus an encoder model that maps texts to normalised embedding rows.
 
-    ``device`` is "cpu" or "cuda[:n]"; on CUDA the forward pass runs under bf16 autocast (the
-    pooled output is always returned as float32). ``pooling`` is "mean" (over the attention
-    mask, as sentence-transformers does) or "cls".
+    ``device`` is "cpu" or "cuda[:n]"; on CUDA training runs under bf16 autocast (the pooled
+    output is always returned as float32). ``pooling`` is "mean" (over the attention mask, as
+    sentence-transformers does) or "cls". ``precision`` (one of `PRECISIONS`) is how `encode`
+    computes: a quantised copy of the model for ``int8``, made when first needed and dropped
+    when the weights change; it is part of every embedding cache key.
     """
 
     def __init__(
@@ -100,6 +111,7 @@ class TextEncoder:
         pooling: Literal["mean", "cls"] = "mean",
         normalize: bool = True,
         weights: str = "pretrained",
+        precision: str = "auto",
     ):
         if pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
@@ -114,6 +126,8 @@ class TextEncoder:
         self._prefix, self._suffix = _special_template(tokenizer)
         pad = getattr(tokenizer, "pad_token_id", None)
         self._pad_id = 0 if pad is None else int(pad)
+        self._inference_model: Any = None
+        self.precision = precision
 
     # ----------------------------------------------------------------- properties
 
@@ -128,6 +142,17 @@ class TextEncoder:
 
     @property
     def precision(self) -> str:
+        """How `encode` computes: "fp32", "int8" or "bf16" ("auto" resolved for the device)."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, requested: str) -> None:
+        self._precision = resolve_precision(requested, self.device)
+        self._inference_model = None
+
+    @property
+    def training_precision(self) -> str:
+        """How training computes (keys fine-tuned weights): bf16 autocast on CUDA, else fp32."""
         return "bf16-autocast" if self._on_cuda else "fp32"
 
     @property
@@ -151,17 +176,39 @@ class TextEncoder:
     def weights_changed(self) -> None:
         """Call after modifying the weights in place; the identity is recomputed lazily."""
         self._weights = None
+        self._inference_model = None
 
     @property
     def _on_cuda(self) -> bool:
         return str(self.device).startswith("cuda")
 
-    def autocast(self):
+    def autocast(self, precision: str | None = None):
+        """bf16 autocast for training on CUDA, or for ``precision="bf16"`` (inference)."""
         import torch
 
-        if self._on_cuda:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if precision == "bf16" or (precision is None and self._on_cuda):
+            return torch.autocast("cuda" if self._on_cuda else "cpu", dtype=torch.bfloat16)
         return nullcontext()
+
+    def inference_model(self) -> Any:
+        """The model `encode` runs: the model itself, or for ``int8`` its quantised copy."""
+        if self.precision != "int8":
+            return self.model
+        if self._inference_model is None:
+            import copy
+
+            import torch
+            from torch.ao.quantization import quantize_dynamic
+
+            # A copy: the float model stays trainable (quantised layers have no gradients).
+            # torch 2.13 deprecates its quantised dtypes (pytorch/pytorch#184982) and warns on
+            # every layer; torch is pinned exactly in pyproject, and a bump must move this to
+            # torchao or plain int8 arithmetic (tests/test_encoders.py covers the behaviour).
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r".*quantiz.* deprecated")
+                self._inference_model = quantize_dynamic(copy.deepcopy(self.model).eval(), {torch.nn.Linear},
+                                                         dtype=torch.qint8)
+        return self._inference_model
 
     # ----------------------------------------------------------------- tokenisation
 
@@ -203,15 +250,17 @@ class TextEncoder:
             mask[row, : len(ids)] = 1
         return input_ids.to(self.device), mask.to(self.device)
 
-    def embed_ids(self, batch: Sequence[Sequence[int]]):
+    def embed_ids(self, batch: Sequence[Sequence[int]], *, inference: bool = False):
         """Pooled (and normalised) float32 embeddings of a batch of token-id lists, as a torch
-        tensor with gradients when grad mode is on. Training loops call this directly; the model's
-        train/eval mode is the caller's business."""
+        tensor with gradients when grad mode is on. Training loops call this directly (the float
+        model, the training precision; its train/eval mode is the caller's business);
+        ``inference`` runs the model and precision of `encode` instead."""
         import torch
 
         input_ids, mask = self.collate(batch)
-        with self.autocast():
-            hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        model = self.inference_model() if inference else self.model
+        with self.autocast(self.precision if inference else None):
+            hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
         hidden = hidden.float()
         if self.pooling == "mean":
             weights = mask.unsqueeze(-1).to(hidden.dtype)
@@ -249,7 +298,7 @@ class TextEncoder:
             with progress.task(description, total=len(texts)) as task, torch.inference_mode():
                 for start in range(0, len(order), batch_size):
                     rows = order[start : start + batch_size]
-                    emb = self.embed_ids([token_ids[i] for i in rows])
+                    emb = self.embed_ids([token_ids[i] for i in rows], inference=True)
                     out[rows] = emb.cpu().numpy()
                     task.advance(len(rows))
         finally:
@@ -308,7 +357,23 @@ class TextEncoder:
         return encoder
 
     def __repr__(self) -> str:
-        return f"TextEncoder({self.name!r}, device={self.device!r}, weights={self._weights or '?'})"
+        return (f"TextEncoder({self.name!r}, device={self.device!r}, precision={self.precision!r}, "
+                f"weights={self._weights or '?'})")
+
+
+def resolve_precision(requested: str, device: str) -> str:
+    """``requested`` (one of `PRECISIONS`) for ``device``; a clear error where it cannot run."""
+    from .errors import ConfigError
+
+    if requested not in PRECISIONS:
+        raise ConfigError(f"encoder precision must be one of {', '.join(PRECISIONS)}, not {requested!r}")
+    kind = "cuda" if str(device).startswith("cuda") else "cpu"
+    if requested == "auto":
+        return DEFAULT_PRECISION[kind]
+    if requested == "int8" and kind == "cuda":
+        raise ConfigError("encoder precision int8 (torch dynamic quantisation) runs on the CPU only; "
+                          "use bf16 or fp32 on cuda")
+    return requested
 
 
 def _special_template(tokenizer: Any) -> tuple[list[int], list[int]]:
@@ -404,11 +469,15 @@ def builtin_encoders() -> list[EncoderEntry]:
     ]
 
 
-def make_encoder(name: str, device: str = "cpu") -> TextEncoder:
-    """A fresh instance of the registered encoder ``name`` on ``device``."""
+def make_encoder(name: str, device: str = "cpu", precision: str = "auto") -> TextEncoder:
+    """A fresh instance of the registered encoder ``name`` on ``device``, encoding at
+    ``precision`` (one of `PRECISIONS`)."""
     from .registry import get_registry
 
-    return get_registry().encoder(name).factory(device=device)
+    resolve_precision(precision, device)  # a bad value fails before the model loads
+    encoder = get_registry().encoder(name).factory(device=device)
+    encoder.precision = precision
+    return encoder
 
 
 # --------------------------------------------------------------------------- caching
@@ -668,7 +737,7 @@ def train_in_batch_negatives(
 
 
 __all__ = [
-    "MINILM_SOURCE", "TextEncoder", "build_tiny_encoder", "builtin_encoders", "conflict_free_batches",
+    "DEFAULT_PRECISION", "MINILM_SOURCE", "PRECISIONS", "TextEncoder", "build_tiny_encoder", "builtin_encoders", "conflict_free_batches",
     "embedding_key", "encode_cached", "load_minilm", "loss_summary", "make_encoder",
-    "other_positives_mask", "train_in_batch_negatives", "train_steps",
+    "other_positives_mask", "resolve_precision", "train_in_batch_negatives", "train_steps",
 ]

@@ -45,6 +45,8 @@ class IdIndexerOptions(GenerativeOptions):
       (``minilm``, ``tiny``, ...) or ``simcse`` = MiniLM fine-tuned on the corpus with
       unsupervised SimCSE first (``simcse-NAME`` fine-tunes encoder NAME instead).
     * ``encoder_max_length`` -- document tokens the encoder reads.
+    * ``encoder_precision`` -- how the encoder computes the embeddings: ``auto`` (the device's
+      default), ``fp32``, ``int8`` (CPU) or ``bf16`` (`indexbench.encoders.PRECISIONS`).
     * ``simcse_steps`` -- SimCSE optimiser steps (batch 64, one epoch at most; 0 = whole epoch).
     """
 
@@ -52,6 +54,7 @@ class IdIndexerOptions(GenerativeOptions):
     codebook_size: int = 0
     encoder: str = "minilm"
     encoder_max_length: int = 256
+    encoder_precision: str = "auto"
     simcse_steps: int = 50
 
 
@@ -176,11 +179,13 @@ def corpus_embeddings(corpus: Corpus, options: Any, ctx: RunContext,
         base = name[len(SIMCSE) + 1:] or "minilm"
         config = SimCSEConfig(max_steps=int(options.simcse_steps))
         encoder, history = simcse_encoder(base, texts, ctx, config)
+        encoder.precision = str(options.encoder_precision)
         details["simcse"] = history
         details["simcse_s"] = time.perf_counter() - start
     else:
-        encoder = make_encoder(name, ctx.device)
+        encoder = make_encoder(name, ctx.device, str(options.encoder_precision))
     details["encoder"] = encoder.identity
+    details["encoder_precision"] = encoder.precision
     start = time.perf_counter()
     emb = encode_cached(encoder, texts, ctx.cache, max_length=int(options.encoder_max_length),
                         progress=ctx.progress,

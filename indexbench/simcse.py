@@ -118,7 +118,7 @@ def simcse_encoder(base: str, texts: Sequence[str], ctx: RunContext,
         "texts": fingerprint_of(list(texts)),
         "n": len(texts),
         "base": encoder.identity,
-        "precision": encoder.precision,
+        "precision": encoder.training_precision,
         "config": asdict(config),
         "seed": ctx.seed,
     }

@@ -114,3 +114,34 @@ def test_finetune_without_cache_and_without_pairs():
     assert len(retriever.search(["aspirin"], k=2)[0]) == 2
     with pytest.raises(ConfigError, match="no training pairs"):
         indexer(finetune=True).build_retriever(problem(), RunContext())
+
+
+def test_ivf_index_finds_most_exact_neighbours_and_repeats():
+    import numpy as np
+    from indexbench_dual_encoder._impl import dense_index
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(20, 16))
+    emb = centres[rng.integers(0, 20, size=2000)] + 0.3 * rng.normal(size=(2000, 16))
+    emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
+    queries = emb[:100] + 0.05 * rng.normal(size=(100, 16)).astype(np.float32)
+    _, exact = dense_index(emb, "flat").search(queries, 10)
+    ivf = dense_index(emb, "ivf", nprobe=8, seed=3)
+    assert ivf.nlist == 2000 // 39 and ivf.nprobe == 8  # 4·√n = 178 cells, capped by faiss's 39 rows a cell
+    _, approx = ivf.search(queries, 10)
+    overlap = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)])
+    assert overlap >= 0.8
+    _, again = dense_index(emb, "ivf", nprobe=8, seed=3).search(queries, 10)
+    np.testing.assert_array_equal(again, approx)  # seeded k-means: the same cells every time
+    # All cells searched: exactly the flat index's neighbours.
+    _, every_cell = dense_index(emb, "ivf", nprobe=10_000, seed=3).search(queries, 10)
+    np.testing.assert_array_equal(np.sort(every_cell, axis=1), np.sort(exact, axis=1))
+
+
+def test_ivf_dual_encoder_on_a_tiny_corpus_and_a_bad_index_kind():
+    retriever = indexer(index="ivf").build_retriever(problem(), RunContext())
+    assert retriever.index.nlist == 1  # 8 documents: one cell, so exact
+    (ranking,) = retriever.search([DOCS[3]], k=3)
+    assert ranking[0][0] == "d3"
+    with pytest.raises(ConfigError, match="'index' must be one of flat, ivf, not 'hnsw'"):
+        indexer(index="hnsw").build_retriever(problem(), RunContext())

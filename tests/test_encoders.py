@@ -17,10 +17,13 @@ from indexbench.encoders import (
     build_tiny_encoder,
     builtin_encoders,
     conflict_free_batches,
+    embedding_key,
     encode_cached,
     other_positives_mask,
+    resolve_precision,
     train_in_batch_negatives,
 )
+from indexbench.errors import ConfigError
 
 TEXTS = [
     "short",
@@ -125,6 +128,59 @@ def test_cache_hit_returns_identical_array_without_encoding(tiny, tmp_path, monk
 
     encode_cached(tiny, TEXTS, None, max_length=16)  # no cache: always computes
     assert len(calls) == 4
+
+
+def test_int8_embeddings_stay_close_to_fp32_and_leave_the_float_model_alone():
+    fp32 = build_tiny_encoder()
+    int8 = build_tiny_encoder()
+    int8.precision = "int8"
+    a, b = fp32.encode(TEXTS), int8.encode(TEXTS)
+    assert not np.array_equal(a, b)  # it did quantise ...
+    np.testing.assert_allclose(np.sum(a * b, axis=1), 1.0, atol=0.01)  # ... and stays close
+    # The same text's row stays nearest its own fp32 row: rankings survive quantisation.
+    assert (np.argmax(b @ a.T, axis=1) == np.arange(len(TEXTS))).all()
+    np.testing.assert_array_equal(int8.encode(TEXTS), b)  # repeatable
+    # Training and the weights' identity see the float model, untouched.
+    assert all(p.dtype.is_floating_point for p in int8.model.parameters())
+    assert int8.identity == fp32.identity
+
+
+def test_int8_follows_the_weights_after_they_change(tmp_path):
+    encoder = build_tiny_encoder()
+    encoder.precision = "int8"
+    before = encoder.encode(TEXTS)
+    train_in_batch_negatives(encoder, TOY_PAIRS, epochs=1, batch_size=8, lr=1e-2, seed=0,
+                             query_max_length=16, doc_max_length=16)
+    after = encoder.encode(TEXTS)
+    assert not np.allclose(before, after, atol=1e-3)  # a stale quantised copy would repeat `before`
+    reference = build_tiny_encoder()
+    reference.model.load_state_dict(encoder.model.state_dict())
+    np.testing.assert_allclose(np.sum(after * reference.encode(TEXTS), axis=1), 1.0, atol=0.01)
+
+
+def test_cache_keys_differ_by_precision(tiny, tmp_path):
+    keys = {}
+    for precision in ("fp32", "int8", "bf16"):
+        encoder = build_tiny_encoder()
+        encoder.precision = precision
+        keys[precision] = embedding_key(encoder, TEXTS, max_length=16, truncation="right")
+    assert len({str(k) for k in keys.values()}) == 3
+    cache = ArtifactCache(tmp_path)
+    quantised = build_tiny_encoder()
+    quantised.precision = "int8"
+    encode_cached(tiny, TEXTS, cache, max_length=16)
+    encode_cached(quantised, TEXTS, cache, max_length=16)
+    assert cache.hits == 0  # the int8 run did not reuse the fp32 rows
+
+
+def test_precision_resolution_and_errors():
+    assert resolve_precision("auto", "cpu") in ("fp32", "int8")
+    assert resolve_precision("auto", "cuda:0") == "bf16"
+    assert resolve_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(ConfigError, match="int8 .* CPU only"):
+        resolve_precision("int8", "cuda")
+    with pytest.raises(ConfigError, match="one of auto, fp32, int8, bf16, not 'fp16'"):
+        resolve_precision("fp16", "cpu")
 
 
 def test_conflict_free_batches_never_repeat_a_query_or_document():

@@ -22,6 +22,13 @@ class DualEncoderConfig:
     run stays in minutes (about 6 s per MiniLM step of 32 pairs at 256 document tokens on two
     cores): SciFact's 919 training pairs make 29 batches per epoch, so 3 epochs = 87 steps fit
     under the cap of 100; a larger training set stops at 100 steps (3,200 pairs) unless raised.
+    ``precision`` is how documents and queries are encoded (`indexbench.encoders.PRECISIONS`:
+    ``auto`` = the device's default, ``fp32``, ``int8`` on the CPU, ``bf16``); fine-tuning
+    always runs in float32 (bf16 autocast on CUDA).
+    ``index`` is the faiss index searched: ``flat`` (exact inner product) or ``ivf`` (approximate:
+    an inverted file of ``nlist`` k-means cells, 0 = 4·√n, of which ``nprobe`` are searched per
+    query; seeded, so repeatable). HNSW is not offered: faiss builds it in parallel, and the
+    graph then depends on thread timing, so the same seed would not give the same metrics.
     """
 
     finetune: bool = False
@@ -35,6 +42,10 @@ class DualEncoderConfig:
     doc_max_length: int = 256
     query_max_length: int = 64
     encode_batch_size: int = 64
+    precision: str = "auto"
+    index: str = "flat"
+    nlist: int = 0
+    nprobe: int = 16
 
 
 class DualEncoderIndexer:

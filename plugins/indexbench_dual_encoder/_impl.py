@@ -90,7 +90,7 @@ def finetune(indexer: Any, encoder: TextEncoder, problem: RetrievalProblem, ctx:
         "encoder": encoder.identity,
         "training": {f: getattr(cfg, f) for f in _TRAINING_FIELDS},
         "seed": ctx.seed,
-        "device": encoder.precision,
+        "device": encoder.training_precision,
     }
 
     def load(directory: Path) -> dict:
@@ -103,14 +103,45 @@ def finetune(indexer: Any, encoder: TextEncoder, problem: RetrievalProblem, ctx:
     return history
 
 
-def build_retriever(indexer: Any, problem: RetrievalProblem, ctx: RunContext) -> DualEncoderRetriever:
+INDEX_KINDS = ("flat", "ivf")
+
+
+def check_index_kind(kind: str) -> None:
+    if kind not in INDEX_KINDS:
+        raise ConfigError(f"dual-encoder option 'index' must be one of {', '.join(INDEX_KINDS)}, not {kind!r}")
+
+
+def dense_index(emb: np.ndarray, kind: str, *, nlist: int = 0, nprobe: int = 16, seed: int = 0) -> Any:
+    """A faiss inner-product index over the rows of ``emb``: exact (``flat``) or an inverted file
+    (``ivf``) of ``nlist`` cells (0: 4·√n, at most one per 39 rows, faiss's training minimum)
+    whose k-means is seeded, searching ``nprobe`` cells."""
     import faiss
 
+    check_index_kind(kind)
+    data = np.ascontiguousarray(emb, dtype=np.float32)
+    dim = data.shape[1]
+    if kind == "flat" or len(data) == 0:
+        index = faiss.IndexFlatIP(dim)
+    else:
+        cells = nlist or int(4 * np.sqrt(len(data)))
+        cells = max(1, min(cells, len(data) // 39 or 1))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, cells, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = int(seed)
+        index.train(data)
+        index.nprobe = min(max(1, int(nprobe)), cells)
+    if len(data):
+        index.add(data)
+    return index
+
+
+def build_retriever(indexer: Any, problem: RetrievalProblem, ctx: RunContext) -> DualEncoderRetriever:
     cfg = indexer.config
+    check_index_kind(cfg.index)  # before any encoding
     details: dict[str, Any] = {"config": asdict(cfg)}
     indexer.details = details
-    encoder = make_encoder(cfg.encoder, ctx.device)
+    encoder = make_encoder(cfg.encoder, ctx.device, cfg.precision)
     details["base_encoder"] = encoder.identity
+    details["precision"] = encoder.precision
 
     if cfg.finetune:
         start = time.perf_counter()
@@ -129,9 +160,10 @@ def build_retriever(indexer: Any, problem: RetrievalProblem, ctx: RunContext) ->
     )
     details["encode_seconds"] = time.perf_counter() - start
 
-    index = faiss.IndexFlatIP(encoder.dim)
-    if len(emb):
-        index.add(np.ascontiguousarray(emb, dtype=np.float32))
+    start = time.perf_counter()
+    index = dense_index(emb, cfg.index, nlist=cfg.nlist, nprobe=cfg.nprobe, seed=ctx.seed)
+    details["index"] = {"kind": cfg.index, "seconds": time.perf_counter() - start,
+                        **({"nlist": index.nlist, "nprobe": index.nprobe} if cfg.index == "ivf" else {})}
     return DualEncoderRetriever(
         encoder, index, problem.corpus.ids,
         query_max_length=cfg.query_max_length, query_truncation=problem.query_truncation,
