@@ -1,0 +1,106 @@
+"""The generative engine's training step on the amazon-scientific product-search cell: where the
+time goes, and what each speed-up changes (issue #17, point 2).
+
+The cell's own examples (product-search queries and the items' texts as indexing pairs, inputs of
+64 tokens at most) with the IDs of ``random-ids`` in the default shape (IDs cost nothing to make,
+and a step's cost does not depend on which IDs they are), trained with `train_seq2seq` from the
+same seed for ``--steps`` steps, once per variant:
+
+* ``baseline`` -- the engine as it is;
+* every other variant named in ``--variants`` -- see `VARIANTS`.
+
+Prints seconds per step (the first 3 steps excluded: allocation warm-up) and the largest
+difference of a step's loss from the baseline's, and with ``--profile`` the top operators of
+the baseline's steps (torch.profiler). Run it on an otherwise idle machine:
+
+    python benchmarks/training_step.py [--data-dir ../shared/data] [--steps 50] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def cell_examples(data_dir: Path, backbone_name: str):
+    from indexbench_random_ids import RandomIdsConfig, RandomIdsIndexer
+
+    from indexbench.generative.backbones import load_backbone
+    from indexbench.generative.engine import GenerativeRetrieval
+    from indexbench.protocols import RunContext
+    from indexbench.registry import get_registry
+
+    registry = get_registry()
+    dataset = registry.dataset("amazon-scientific").load(data_dir / "amazon-scientific")
+    problem, _ = registry.task("product-search").split(dataset)
+    indexer = RandomIdsIndexer(RandomIdsConfig(backbone=backbone_name))
+    ids = indexer.assign_ids(problem.corpus, RunContext())
+    engine = GenerativeRetrieval(indexer)
+    backbone = load_backbone(backbone_name)
+    backbone.add_id_tokens(ids.codebook_sizes)
+    return ids, engine._examples(problem, backbone, ids), indexer.config
+
+
+VARIANTS = ("baseline",)
+
+
+def train(variant: str, ids, examples, options, steps: int, backbone_name: str, profile: bool = False) -> dict:
+    import dataclasses
+
+    from indexbench.generative.backbones import load_backbone
+    from indexbench.generative.training import id_batch_loss, train_seq2seq
+    from indexbench.protocols import RunContext
+
+    backbone = load_backbone(backbone_name)
+    backbone.add_id_tokens(ids.codebook_sizes)
+    options = dataclasses.replace(options, max_steps=steps)
+    losses, stamps = [], []
+
+    def recorded(*args):
+        loss = id_batch_loss(*args)
+        losses.append(float(loss.detach()))
+        stamps.append(time.perf_counter())
+        return loss
+
+    if profile:
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as torch_profile
+
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            train_seq2seq(backbone, examples, options, RunContext(), batch_loss=recorded)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+    else:
+        train_seq2seq(backbone, examples, options, RunContext(), batch_loss=recorded)
+    per_step = (stamps[-1] - stamps[3]) / (len(stamps) - 4)
+    return {"variant": variant, "steps": len(losses), "s_per_step": per_step, "losses": losses}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--backbone", default="minilm-encdec")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    ids, examples, options = cell_examples(args.data_dir, args.backbone)
+    print(f"{len(examples):,} examples, ID shape {list(ids.codebook_sizes)}, batch {options.batch_size}")
+    rows = []
+    for variant in args.variants.split(","):
+        rows.append(train(variant, ids, examples, options, args.steps, args.backbone,
+                          profile=args.profile and variant == "baseline"))
+    base = rows[0]
+    for row in rows:
+        diff = max(abs(a - b) for a, b in zip(row["losses"], base["losses"]))
+        print(json.dumps({"variant": row["variant"], "s_per_step": round(row["s_per_step"], 3),
+                          "speed_up": round(base["s_per_step"] / row["s_per_step"], 2),
+                          "max_loss_difference": diff, "first_losses": row["losses"][:3]}))
+    out = Path("benchmarks/out")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "training_step.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
