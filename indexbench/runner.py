@@ -154,7 +154,7 @@ def run_grid(
     record per cell and seed.
 
     ``store=None`` writes to the default results store; pass a path or a `ResultStore` to choose
-    another, or ``False`` to store nothing. ``resume`` reuses every ``ok`` record of the store
+    another, or ``False`` to store nothing. ``resume`` reuses every ``ok`` or ``skipped`` record of the store
     whose cell matches (`reusable`) instead of running it again, and files the new records under
     the grid those came from, so a killed grid, resumed, has each cell once.
 
@@ -200,7 +200,7 @@ def run_grid(
         plan = [(cell, one) for one in seeds for cell in cells]
         done: dict[int, RunRecord] = {}
         if resume:
-            finished = [r for r in store.records() if r.status == "ok"]
+            finished = [r for r in store.records() if r.status in REUSABLE_STATUSES]
             for i, (cell, one) in enumerate(plan):
                 match = next((r for r in reversed(finished) if reusable(r, cell, one, versions)), None)
                 if match is not None:
@@ -244,12 +244,19 @@ class GridRecords(list):
     reused = 0
 
 
+REUSABLE_STATUSES = ("ok", "skipped")
+"""What ``resume`` takes from the store: results, and skips (a skip follows from the indexer's
+kind and the dataset's content, both part of the match, so running the cell again would only
+file the same skip once more). Errors always run again."""
+
+
 def reusable(record: RunRecord, cell: Cell, seed: int, versions: dict[str, str]) -> bool:
-    """Whether a stored ``ok`` record is this cell's result: same indexer and options, task,
-    dataset (label and content fingerprint), seed, and the same indexbench and plugin versions."""
+    """Whether a stored ``ok`` or ``skipped`` record is this cell's result: same indexer and
+    options, task, dataset (label and content fingerprint), seed, and the same indexbench and
+    plugin versions."""
     plugin = f"plugin:{cell.entry.plugin}"
     config_hash = fingerprint_of([cell.entry.name, dataclasses.asdict(cell.config), cell.task.name, seed])
-    return (record.status == "ok" and record.indexer == cell.spec.label and record.task == cell.task.name
+    return (record.status in REUSABLE_STATUSES and record.indexer == cell.spec.label and record.task == cell.task.name
             and record.dataset == cell.dataset.name and int(record.seed) == seed
             and record.dataset_fingerprint == cell.dataset.fingerprint and record.config_hash == config_hash
             and record.versions.get("indexbench") == versions.get("indexbench")

@@ -107,13 +107,12 @@ def test_ray_gives_the_local_runs_metrics_cell_for_cell_and_stores_as_cells_fini
     assert all(r.status != "error" for r in on_ray), [(r.indexer, r.task, r.reason) for r in on_ray]
     assert _metrics(on_ray) == _metrics(local)
     assert len({r.grid_id for r in on_ray}) == 1
-    # --resume with the Ray executor reuses every ok cell; only the skipped one is looked at again
+    # --resume with the Ray executor reuses every cell, the skipped one too: nothing is added
     again = CliRunner().invoke(app, [
         "run", "-i", ",".join(GRID), "-t", ",".join(TASKS), "--executor", "ray", "--resume",
         "--device", "cpu", "--store", str(store), "--cache-dir", str(tmp_path / "ray-cache"), "-q"])
     assert again.exit_code == 0, again.output
-    added = ResultStore(store).records(latest=False)[9:]
-    assert [(r.indexer, r.task, r.status) for r in added] == [("bm25", "id-quality", "skipped")]
+    assert len(ResultStore(store).records(latest=False)) == 9
 
 
 @needs_ray

@@ -311,6 +311,23 @@ def test_a_grid_killed_with_sigkill_resumes_without_recomputing_finished_cells(t
     assert again.returncode == 0 and _rows(store) == after and "4 finished cell(s) reused" in again.stderr
 
 
+def test_resume_reuses_skipped_cells_and_runs_failed_ones_again(tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite")
+    grid = dict(indexers=["bm25"], tasks=["product-search", "id-quality"], datasets=["sample"],
+                cache_dir=tmp_path / "cache", store=store, device="cpu")
+    first = run_grid(**grid)
+    assert [r.status for r in first] == ["ok", "skipped"]
+    again = run_grid(**grid, resume=True)
+    assert again.reused == 2 and len(store.records(latest=False)) == 2  # the skip is not filed twice
+    # An error is never reused: the cell runs again and its new record is filed.
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE records SET status = 'error' WHERE task = 'id-quality'")
+    conn.close()
+    third = run_grid(**grid, resume=True)
+    assert third.reused == 1 and [r.status for r in third] == ["ok", "skipped"]
+    assert len(store.records(latest=False)) == 3
+
+
 def test_every_shipped_grid_file_names_real_indexers_options_and_tasks():
     from indexbench.registry import get_registry
     from indexbench.runner import plan_grid
