@@ -8,7 +8,7 @@ SciFact document-retrieval in a store, this prints ndcg@10 over all test queries
 queries whose relevant documents were seen in training and over the rest, and how much of each
 top 10 is made of training documents:
 
-    python benchmarks/seal_training_effect.py --store benchmarks/out/seal/store.sqlite
+    python benchmarks/seal_training_effect.py --store benchmarks/out/seal/store.sqlite [--store ...]
 
 Reads the stored per-query results (`indexbench run` keeps them); changes nothing.
 """
@@ -26,14 +26,15 @@ def main() -> None:
     from indexbench.store import ResultStore
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", type=Path, required=True)
+    parser.add_argument("--store", type=Path, action="append", required=True, help="repeatable")
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
     parser.add_argument("--dataset", default="scifact")
     args = parser.parse_args()
 
     dataset = load_beir(args.data_dir / args.dataset, args.dataset)
     seen = {doc for docs in dataset.qrels.get("train", {}).values() for doc, rel in docs.items() if rel > 0}
-    records = ResultStore(args.store).records(dataset=args.dataset, task="document-retrieval", results=True)
+    records = [r for store in args.store
+               for r in ResultStore(store).records(dataset=args.dataset, task="document-retrieval", results=True)]
     print(f"{len(seen)} documents are relevant to a train query\n")
     print("| cell | ndcg@10 | on queries with a seen document (n) | on the others (n) "
           "| top-10 share of seen documents |")
