@@ -105,7 +105,12 @@ def adamw(
     param_groups = [{"params": params, "weight_decay": 0.0 if no_decay else weight_decay,
                      "lr": fresh_lr if is_fresh else lr}
                     for (no_decay, is_fresh), params in sorted(groups.items())]
-    optimizer = torch.optim.AdamW(param_groups, lr=lr)
+    # fused: one pass over each tensor instead of ~10 elementwise ones; for 46 M parameters on
+    # the CPU a step took 0.54 s against the per-tensor loop's 0.75 s, and the updates match it to
+    # float rounding (benchmarks/README.md, "The training step").
+    fused = all(q.is_floating_point() and q.device.type in ("cpu", "cuda")
+                for g in param_groups for q in g["params"])
+    optimizer = torch.optim.AdamW(param_groups, lr=lr, fused=fused or None)
     warmup = int(math.ceil(warmup_ratio * total_steps)) if warmup_ratio > 0 else 0
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear_decay(total_steps, warmup))
     return Optimisation(optimizer, scheduler, [q for g in param_groups for q in g["params"]], max_grad_norm,

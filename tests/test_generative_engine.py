@@ -225,3 +225,44 @@ def test_first_position_is_warm_started_unless_switched_off(sample):
     with pytest.raises(ConfigError, match="id_init"):
         GenerativeRetrieval(TitleLetters(LettersConfig(backbone="tiny", id_init="centroids"))).build_retriever(
             problem, RunContext(seed=0))
+
+
+def test_length_groups_split_only_when_padding_is_worth_saving():
+    from indexbench.generative.training import length_groups
+
+    assert length_groups([5, 6, 5, 7]) == [[0, 1, 2, 3]]  # similar lengths: one batch
+    assert length_groups([64, 8, 64, 9, 7, 64]) == [[1, 3, 4], [0, 2, 5]]
+    assert length_groups([3]) == [[0]]
+    groups = length_groups([10, 60, 12, 64, 11, 62, 9, 58])
+    assert sorted(sum(groups, [])) == list(range(8)) and len(groups) == 2
+
+
+@pytest.mark.parametrize("which", ["tiny", "local-t5"])
+def test_the_split_batch_loss_and_gradients_equal_the_whole_batchs(which, tiny_t5_dir):
+    from indexbench.generative.training import id_batch_loss, length_groups
+
+    backbone = backbone_with_ids("tiny" if which == "tiny" else tiny_t5_dir, seed=1)
+    backbone.model.eval()  # no dropout: the two must then agree to float rounding
+    texts = QUERIES + ["a long document " * 12, "another long product description " * 8]
+    inputs = backbone.text.tokenize(texts, max_length=48)
+    targets = [tuple(int(c) for c in row) for row in random_codes(len(inputs), seed=2)]
+    assert len(length_groups([len(x) for x in inputs])) == 2
+
+    def loss_and_grads(split):
+        backbone.model.zero_grad(set_to_none=True)
+        if split:
+            loss = id_batch_loss(backbone, inputs, targets)
+        else:  # the whole batch padded to its longest input, as before the split
+            from indexbench.generative.decoding import id_losses
+
+            ids, mask = backbone.text.collate(inputs, backbone.device)
+            loss = id_losses(backbone, ids, mask, torch.tensor(targets)).mean()
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in backbone.model.parameters() if p.grad is not None]
+
+    whole, whole_grads = loss_and_grads(False)
+    split, split_grads = loss_and_grads(True)
+    torch.testing.assert_close(split, whole, rtol=1e-5, atol=1e-6)
+    assert len(split_grads) == len(whole_grads)
+    for a, b in zip(split_grads, whole_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

@@ -44,11 +44,41 @@ def train_id_generation(
 
 
 def id_batch_loss(backbone: Seq2SeqBackbone, inputs: list[list[int]], targets: list[tuple[int, ...]]):
+    """The mean over positions of each position's cross-entropy, averaged over the batch.
+
+    A batch that mixes short inputs (queries) with long ones (documents as queries) is run as
+    two padded sub-batches (`length_groups`) whose means are weighted by their sizes: the same
+    loss, without the short inputs' padding to the longest one."""
     import torch
 
-    input_ids, mask = backbone.text.collate(inputs, backbone.device)
-    codes = torch.tensor(targets, dtype=torch.long, device=backbone.device)
-    return id_losses(backbone, input_ids, mask, codes).mean()
+    total = None
+    for rows in length_groups([len(x) for x in inputs]):
+        input_ids, mask = backbone.text.collate([inputs[i] for i in rows], backbone.device)
+        codes = torch.tensor([targets[i] for i in rows], dtype=torch.long, device=backbone.device)
+        part = id_losses(backbone, input_ids, mask, codes).mean() * (len(rows) / len(inputs))
+        total = part if total is None else total + part
+    return total
+
+
+MIN_PADDING_SAVED = 0.25
+"""`length_groups` splits a batch only when that saves at least this share of its padded tokens
+(a second, smaller forward pass has its own overhead)."""
+
+
+def length_groups(lengths: list[int]) -> list[list[int]]:
+    """Rows of a batch in one group, or in two (the shortest ones, the rest) when padding each
+    group to its own longest input saves at least `MIN_PADDING_SAVED` of the padded tokens."""
+    n = len(lengths)
+    order = sorted(range(n), key=lambda i: (lengths[i], i))
+    whole = n * max(lengths, default=0)
+    best, split = whole, n
+    for k in range(1, n):  # the first k (shortest) rows in one group, the others in another
+        cost = k * lengths[order[k - 1]] + (n - k) * lengths[order[-1]]
+        if cost < best:
+            best, split = cost, k
+    if whole == 0 or best > (1 - MIN_PADDING_SAVED) * whole:
+        return [list(range(n))]
+    return [sorted(order[:split]), sorted(order[split:])]
 
 
 def train_seq2seq(
