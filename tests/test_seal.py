@@ -261,6 +261,27 @@ def test_training_targets_are_spans_of_the_relevant_document_starting_on_a_query
     assert len({s[0] for s in unrelated}) > 10  # no query token in it: a random span
 
 
+def test_target_spans_start_on_the_querys_rare_words_rather_than_its_stopwords():
+    from indexbench_seal._retriever import _span_near_query, token_idf
+
+    the, period, protein, kinase = 1, 2, 50, 51
+    corpus = [[the, 10 + i, period, the, 20 + i, period] for i in range(30)]  # 'the' and '.' everywhere
+    doc = [the, protein, the, kinase, period, the, 7, the, period]
+    corpus.append(doc)
+    corpus += [[protein, 8], [kinase, 9, protein]]
+    idf = token_idf(corpus)
+    assert idf[the] == idf[period] == pytest.approx(np.log(33 / 31)) and idf[protein] > 2 > idf[the]
+    query = [the, protein, kinase, period]
+    rng = np.random.default_rng(0)
+    starts = [_span_near_query(doc, query, 3, rng, idf)[0] for _ in range(400)]
+    rare = sum(s in (protein, kinase) for s in starts) / len(starts)
+    assert rare > 0.85  # 2 rare positions against 6 of 'the'/'.', by IDF weight
+    uniform = [_span_near_query(doc, query, 3, rng)[0] for _ in range(400)]
+    assert sum(s in (protein, kinase) for s in uniform) / len(uniform) < 0.4  # 2 of 8 matches
+    # Only stopword-like matches (IDF 0 in a corpus they fill): uniformly among them.
+    assert _span_near_query([1, 1], [1], 1, rng, {1: 0.0}) == [1]
+
+
 def test_bad_seal_options_are_one_clear_error():
     from indexbench_seal import SealConfig, SealIndexer
 

@@ -21,8 +21,9 @@ Departures from SEAL, all forced by what is available here or chosen for the cor
   (``text_head=lexical``, `indexbench.generative.text_head`) -- BART starts as a pretrained
   denoiser that copies its input; ours would otherwise write the same words for every query.
 * A suffix array instead of an FM-index: the same queries, uncompressed (a few MB here).
-* Training spans are drawn near the query by token-id overlap in a 3-token window (the authors
-  use fuzzy string matching of word trigrams, without stopwords), ``span_length`` = 10 tokens.
+* Training spans start on a document token that the query has, chosen in proportion to its
+  IDF (``span_starts=idf``; the authors use fuzzy string matching of word trigrams, without
+  stopwords), ``span_length`` = 10 tokens.
 * Every occurrence of an n-gram is evidence (the authors cap the first stage at 1,500
   occurrences and fully rescore the best 500 documents); the coverage discount runs over token
   types of the n-grams a document contains, as theirs does.
@@ -43,7 +44,7 @@ from indexbench.errors import ConfigError
 from indexbench.generative.options import GenerativeOptions
 from indexbench.registry import IndexerEntry
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 """Part of every cache key: bump it when a change alters the index, the targets or the model."""
 
 
@@ -59,6 +60,9 @@ class SealConfig(GenerativeOptions):
     * ``unigram_evidence`` -- also score the k likeliest first tokens as unigrams (0 = off).
     * ``span_length`` -- tokens of a training target span (SEAL: 10).
     * ``spans_per_pair`` -- target spans drawn per training (query, document) pair.
+    * ``span_starts`` -- where a query's target span starts among the document's tokens that
+      the query has: ``idf`` (in proportion to the token's IDF: rare words, as SEAL's matching
+      without stopwords) or ``uniform`` (any match; '.' and 'of' then start most spans on SciFact).
     * ``title_targets`` -- also train query → the document's title, where there is one.
     * ``index_max_length`` -- tokens of each document that are indexed (and so can be generated).
     * ``text_head`` -- "lexical": before training, fit a fresh text head (minilm-encdec's) so the
@@ -80,6 +84,7 @@ class SealConfig(GenerativeOptions):
     unigram_evidence: int = 0
     span_length: int = 10
     spans_per_pair: int = 1
+    span_starts: str = "idf"
     title_targets: bool = True
     index_max_length: int = 512
     text_head: str = "lexical"
@@ -98,6 +103,8 @@ class SealConfig(GenerativeOptions):
             raise ConfigError("seal options 'alpha' must be > 0, 'smoothing' and 'unigram_evidence' >= 0")
         if self.text_head not in ("lexical", "none"):
             raise ConfigError(f"seal option 'text_head' must be lexical or none, not {self.text_head!r}")
+        if self.span_starts not in ("idf", "uniform"):
+            raise ConfigError(f"seal option 'span_starts' must be idf or uniform, not {self.span_starts!r}")
         if self.indexing_pairs not in ("auto", "yes", "no"):
             raise ConfigError(f"indexing_pairs must be auto, yes or no, not {self.indexing_pairs!r}")
 
