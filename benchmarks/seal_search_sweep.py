@@ -10,7 +10,8 @@ else as in the spec:
 
 One JSON line per value: the task's metrics, and the share of the evidence weight that went to
 n-grams of each length. Search-time options: max_ngram, num_beams, alpha, coverage, smoothing,
-copy_bias (the copy prior at search only; training saw the spec's).
+copy_bias (the copy prior at search only; training saw the spec's). Session 14's untrained copy
+sweep is ``--spec seal:train=false[:text_head=none] --option copy_bias --values 0,2,4,8``.
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ def main() -> None:
     spec = IndexerSpec.parse(args.spec)
     indexer_entry = registry.indexer(spec.name)
     indexer = indexer_entry.factory(spec.build_config(indexer_entry))
-    hits_before = None
     ctx = RunContext(cache=ArtifactCache(args.cache_dir))
     hits_before = ctx.cache.hits
     retriever = indexer.build_retriever(problem, ctx)
