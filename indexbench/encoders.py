@@ -38,6 +38,7 @@ from . import distributed
 from .data import fingerprint_of
 from .protocols import Progress, SilentProgress
 from .registry import EncoderEntry
+from .tokenization import special_template
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -123,7 +124,7 @@ class TextEncoder:
         self.tokenizer = tokenizer
         self.model = model.to(device).float().eval()
         self._weights: str | None = weights
-        self._prefix, self._suffix = _special_template(tokenizer)
+        self._prefix, self._suffix = special_template(tokenizer)
         pad = getattr(tokenizer, "pad_token_id", None)
         self._pad_id = 0 if pad is None else int(pad)
         self._inference_model: Any = None
@@ -374,16 +375,6 @@ def resolve_precision(requested: str, device: str) -> str:
         raise ConfigError("encoder precision int8 (torch dynamic quantisation) runs on the CPU only; "
                           "use bf16 or fp32 on cuda")
     return requested
-
-
-def _special_template(tokenizer: Any) -> tuple[list[int], list[int]]:
-    """The special tokens a tokenizer puts before and after a single text ([CLS] / [SEP])."""
-    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
-    full = tokenizer("a", add_special_tokens=True)["input_ids"]
-    for i in range(len(full) - len(plain) + 1):
-        if full[i : i + len(plain)] == plain:
-            return list(full[:i]), list(full[i + len(plain):])
-    return [], []
 
 
 def _hash_parameters(model: Any) -> str:

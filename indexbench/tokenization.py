@@ -23,6 +23,21 @@ def special_template(tokenizer: Any) -> tuple[list[int], list[int]]:
     return [], []
 
 
+def token_idf(doc_tokens: Sequence[Sequence[int]], size: int | None = None):
+    """A numpy array of each token id's inverse document frequency log(N / df) over the
+    tokenised documents (0 for a token in every document; log N for one in none). ``size``:
+    the array's length, tokens at or beyond it ignored (default: the largest id + 1)."""
+    import numpy as np
+
+    if size is None:
+        size = 1 + max((max(doc) for doc in doc_tokens if len(doc)), default=-1)
+    df = np.zeros(size, dtype=np.float64)
+    for doc in doc_tokens:
+        ids = np.unique(np.asarray(doc, dtype=np.int64))
+        df[ids[ids < size]] += 1.0
+    return np.log(max(1, len(doc_tokens)) / np.maximum(df, 1.0))
+
+
 class TextTokenizer:
     def __init__(self, tokenizer: Any, max_positions: int = 512):
         self.tokenizer = tokenizer

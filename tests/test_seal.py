@@ -262,7 +262,9 @@ def test_training_targets_are_spans_of_the_relevant_document_starting_on_a_query
 
 
 def test_target_spans_start_on_the_querys_rare_words_rather_than_its_stopwords():
-    from indexbench_seal._retriever import _span_near_query, token_idf
+    from indexbench_seal._retriever import _span_near_query
+
+    from indexbench.tokenization import token_idf
 
     the, period, protein, kinase = 1, 2, 50, 51
     corpus = [[the, 10 + i, period, the, 20 + i, period] for i in range(30)]  # 'the' and '.' everywhere
@@ -279,7 +281,7 @@ def test_target_spans_start_on_the_querys_rare_words_rather_than_its_stopwords()
     uniform = [_span_near_query(doc, query, 3, rng)[0] for _ in range(400)]
     assert sum(s in (protein, kinase) for s in uniform) / len(uniform) < 0.4  # 2 of 8 matches
     # Only stopword-like matches (IDF 0 in a corpus they fill): uniformly among them.
-    assert _span_near_query([1, 1], [1], 1, rng, {1: 0.0}) == [1]
+    assert _span_near_query([1, 1], [1], 1, rng, np.zeros(2)) == [1]
 
 
 def test_bad_seal_options_are_one_clear_error():

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..tokenization import token_idf
 from .backbones import Seq2SeqBackbone
 
 MAX_DOCUMENTS = 2_000
@@ -78,7 +79,7 @@ def lexical_text_head(backbone: Seq2SeqBackbone, doc_tokens: Sequence[list[int]]
     # Each target counts by its IDF: what the head must get right is the input's distinctive
     # words -- the ones an n-gram's weight rewards -- not its stopwords, which the plain
     # likelihood is dominated by (and which pull the scale down to a near-uniform head).
-    idf = _idf(doc_tokens, vocab)[targets[held]]
+    idf = torch.from_numpy(token_idf(doc_tokens, vocab)).float()[targets[held]]
 
     def cross_entropy(features):
         logits = features @ table.T + bias
@@ -157,17 +158,6 @@ def _collect(backbone: Seq2SeqBackbone, docs: list[list[int]], rng, batch_size: 
     finally:
         model.train(was_training)
     return torch.cat(states), torch.cat(pooled), torch.cat(targets), torch.cat(owner)
-
-
-def _idf(doc_tokens: Sequence[list[int]], vocab: int):
-    """(vocab,) inverse document frequency log(N / df) of each token (0 where df = N)."""
-    import numpy as np
-    import torch
-
-    df = np.zeros(vocab, dtype=np.float64)
-    for doc in doc_tokens:
-        df[np.unique(np.asarray([t for t in doc if t < vocab], dtype=np.int64))] += 1.0
-    return torch.from_numpy(np.log(len(doc_tokens) / np.maximum(df, 1.0))).float()
 
 
 def _ridge(x, y):

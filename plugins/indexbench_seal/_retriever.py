@@ -19,6 +19,7 @@ import numpy as np
 
 from indexbench.data import fingerprint_of
 from indexbench.protocols import RetrievalProblem, RunContext
+from indexbench.tokenization import token_idf
 
 from ._scoring import EvidenceOptions, ngram_weight, rank, score_documents, unigram_weight
 
@@ -120,25 +121,15 @@ def _random_span(doc: list[int], length: int, rng) -> list[int]:
     return doc[start : start + length]
 
 
-def token_idf(docs: Sequence[Sequence[int]]) -> dict[int, float]:
-    """log(N / document frequency) of every token of the corpus: 0 for a token in every document."""
-    counts: dict[int, int] = {}
-    for doc in docs:
-        for token in set(doc):
-            counts[token] = counts.get(token, 0) + 1
-    n = max(1, len(docs))
-    return {token: float(np.log(n / df)) for token, df in counts.items()}
-
-
 def _span_near_query(doc: list[int], query: list[int], length: int, rng,
-                     start_weight: dict[int, float] | None = None) -> list[int]:
+                     start_weight: np.ndarray | None = None) -> list[int]:
     """A span of ``doc`` that starts on one of its tokens that the query has (a random span when
     there is none): SEAL's spans overlapping the query, on token ids instead of fuzzy word
     matches. Starting on the match makes the first target token predictable from the query --
     spans starting a few tokens before it taught the model to open with the words that precede
     matches (titles' adjectives on the sample catalogue).
 
-    Which match: in proportion to ``start_weight`` of its token (the IDF, `token_idf`), uniformly
+    Which match: in proportion to ``start_weight`` of its token (the IDF, `indexbench.tokenization.token_idf`), uniformly
     when there is none or every weight is 0. SEAL matches without stopwords; uniformly over
     WordPiece matches, 57 % of SciFact's spans started on a token found in over a fifth of the
     abstracts ('.' alone 21 %, then 'of', '-', 'in', 'the'), which taught the model to write
@@ -147,7 +138,7 @@ def _span_near_query(doc: list[int], query: list[int], length: int, rng,
     hits = [i for i, token in enumerate(doc) if token in wanted]
     if not hits:
         return _random_span(doc, length, rng)
-    weights = np.array([start_weight.get(doc[i], 0.0) for i in hits]) if start_weight else np.zeros(0)
+    weights = start_weight[[doc[i] for i in hits]] if start_weight is not None else np.zeros(0)
     if weights.sum() > 0:
         start = hits[int(rng.choice(len(hits), p=weights / weights.sum()))]
     else:
