@@ -14,6 +14,7 @@ or written outside benchmarks/out/.
 
     python benchmarks/encoding.py [--data-dir ../shared/data] [--docs 768] [--ndcg]
                                   [--precisions fp32,int8] [--threads N] [--device cpu]
+                                  [--int8-keep-float REGEX ...]
 """
 
 from __future__ import annotations
@@ -41,6 +42,26 @@ def plain_loop(encoder, texts: list[str], max_length: int, batch_size: int = 64)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             rows.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy())
     return np.concatenate(rows)
+
+
+def int8_keeping_float(encoder, keep_float: str) -> None:
+    """Make ``encoder`` an int8 encoder whose linear layers matching the regex ``keep_float``
+    stay float (an experiment, not an option of `TextEncoder`: if a split wins on speed and
+    quality, `TextEncoder.inference_model` adopts it)."""
+    import copy
+    import re
+    import warnings
+
+    import torch
+    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+
+    encoder.precision = "int8"
+    model = copy.deepcopy(encoder.model).eval()
+    names = {name: default_dynamic_qconfig for name, module in model.named_modules()
+             if isinstance(module, torch.nn.Linear) and not re.search(keep_float, name)}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*quantiz.* deprecated")
+        encoder._inference_model = quantize_dynamic(model, names, dtype=torch.qint8)
 
 
 def docs_per_s(encode, texts: list[str]) -> tuple[float, np.ndarray]:
@@ -73,6 +94,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--int8-keep-float", action="append", default=[], metavar="REGEX",
+                        help="an extra int8 row whose linear layers matching REGEX stay float (repeatable)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -85,10 +108,15 @@ def main() -> None:
     rows.append({"method": "plain loop (fp32, corpus order)", "docs_per_s": speed})
     test = {q: d for q, d in dataset.qrels["test"].items() if any(r > 0 for r in d.values())}
     query_ids = sorted(test)
-    for precision in args.precisions.split(","):
-        encoder.precision = precision
+    variants = [(p, None) for p in args.precisions.split(",") if p] + [("int8", k) for k in args.int8_keep_float]
+    for precision, keep_float in variants:
+        if keep_float is None:
+            encoder.precision = precision
+        else:
+            int8_keeping_float(encoder, keep_float)
         speed, emb = docs_per_s(lambda t: encoder.encode(t, max_length=args.max_length), texts)
-        row = {"method": f"TextEncoder {encoder.precision}", "docs_per_s": speed,
+        label = f"TextEncoder {encoder.precision}" + (f" (float: {keep_float})" if keep_float else "")
+        row = {"method": label, "docs_per_s": speed,
                "mean_cosine_to_plain_loop": float(np.mean(np.sum(emb * reference, axis=1)))}
         if args.ndcg:
             started = time.perf_counter()
