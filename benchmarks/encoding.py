@@ -48,20 +48,10 @@ def int8_keeping_float(encoder, keep_float: str) -> None:
     """Make ``encoder`` an int8 encoder whose linear layers matching the regex ``keep_float``
     stay float (an experiment, not an option of `TextEncoder`: if a split wins on speed and
     quality, `TextEncoder.inference_model` adopts it)."""
-    import copy
-    import re
-    import warnings
-
-    import torch
-    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+    from indexbench.encoders import int8_copy
 
     encoder.precision = "int8"
-    model = copy.deepcopy(encoder.model).eval()
-    names = {name: default_dynamic_qconfig for name, module in model.named_modules()
-             if isinstance(module, torch.nn.Linear) and not re.search(keep_float, name)}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*quantiz.* deprecated")
-        encoder._inference_model = quantize_dynamic(model, names, dtype=torch.qint8)
+    encoder._inference_model = int8_copy(encoder.model, keep_float)
 
 
 def docs_per_s(encode, texts: list[str]) -> tuple[float, np.ndarray]:

@@ -196,19 +196,7 @@ class TextEncoder:
         if self.precision != "int8":
             return self.model
         if self._inference_model is None:
-            import copy
-
-            import torch
-            from torch.ao.quantization import quantize_dynamic
-
-            # A copy: the float model stays trainable (quantised layers have no gradients).
-            # torch 2.13 deprecates its quantised dtypes (pytorch/pytorch#184982) and warns on
-            # every layer; torch is pinned exactly in pyproject, and a bump must move this to
-            # torchao or plain int8 arithmetic (tests/test_encoders.py covers the behaviour).
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=r".*quantiz.* deprecated")
-                self._inference_model = quantize_dynamic(copy.deepcopy(self.model).eval(), {torch.nn.Linear},
-                                                         dtype=torch.qint8)
+            self._inference_model = int8_copy(self.model)
         return self._inference_model
 
     # ----------------------------------------------------------------- tokenisation
@@ -375,6 +363,26 @@ def resolve_precision(requested: str, device: str) -> str:
         raise ConfigError("encoder precision int8 (torch dynamic quantisation) runs on the CPU only; "
                           "use bf16 or fp32 on cuda")
     return requested
+
+
+def int8_copy(model: Any, keep_float: str | None = None) -> Any:
+    """A copy of ``model`` with its linear layers dynamically quantised to int8, except those
+    whose qualified name matches the regex ``keep_float``. A copy: the float model stays
+    trainable (quantised layers have no gradients)."""
+    import copy
+    import re
+
+    import torch
+    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+
+    layers = {name: default_dynamic_qconfig for name, module in model.named_modules()
+              if isinstance(module, torch.nn.Linear) and not (keep_float and re.search(keep_float, name))}
+    # torch 2.13 deprecates its quantised dtypes (pytorch/pytorch#184982) and warns on every
+    # layer; torch is pinned exactly in pyproject, and a bump must move this to torchao or plain
+    # int8 arithmetic (tests/test_encoders.py covers the behaviour).
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*quantiz.* deprecated")
+        return quantize_dynamic(copy.deepcopy(model).eval(), layers, dtype=torch.qint8)
 
 
 def _hash_parameters(model: Any) -> str:
@@ -729,6 +737,6 @@ def train_in_batch_negatives(
 
 __all__ = [
     "DEFAULT_PRECISION", "MINILM_SOURCE", "PRECISIONS", "TextEncoder", "build_tiny_encoder", "builtin_encoders", "conflict_free_batches",
-    "embedding_key", "encode_cached", "load_minilm", "loss_summary", "make_encoder",
+    "embedding_key", "encode_cached", "int8_copy", "load_minilm", "loss_summary", "make_encoder",
     "other_positives_mask", "resolve_precision", "train_in_batch_negatives", "train_steps",
 ]
