@@ -14,7 +14,14 @@ or written outside benchmarks/out/.
 
     python benchmarks/encoding.py [--data-dir ../shared/data] [--docs 768] [--ndcg]
                                   [--precisions fp32,int8] [--threads N] [--device cpu]
-                                  [--int8-keep-float REGEX ...]
+                                  [--int8-keep-float REGEX ...] [--int8-per-channel]
+                                  [--onnx fp32,int8]
+
+The last three flags add experimental rows (not options of `TextEncoder` until one wins on
+speed and quality): int8 with some linear layers left in float; int8 with one weight scale per
+output channel; and ONNX Runtime (the model exported to ONNX, run by onnxruntime's CPU provider
+with its graph optimisations; ``int8`` is onnxruntime's dynamic quantisation, per-channel
+weights). ``--onnx`` needs ``pip install onnxruntime onnx``.
 """
 
 from __future__ import annotations
@@ -54,6 +61,75 @@ def int8_keeping_float(encoder, keep_float: str) -> None:
     encoder._inference_model = int8_copy(encoder.model, keep_float)
 
 
+def int8_per_channel(encoder) -> None:
+    """Make ``encoder`` an int8 encoder with per-output-channel weight scales (an experiment)."""
+    from indexbench.encoders import int8_copy
+
+    encoder.precision = "int8"
+    encoder._inference_model = int8_copy(encoder.model, per_channel=True)
+
+
+class OnnxRuntimeModel:
+    """The encoder model run by onnxruntime, called as `TextEncoder.embed_ids` calls a model."""
+
+    def __init__(self, path: Path, threads: int):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, input_ids, attention_mask):
+        import types
+
+        import torch
+
+        hidden = self.session.run(None, {"input_ids": input_ids.cpu().numpy(),
+                                         "attention_mask": attention_mask.cpu().numpy()})[0]
+        return types.SimpleNamespace(last_hidden_state=torch.from_numpy(hidden))
+
+
+def onnx_model(encoder, precision: str, folder: Path) -> OnnxRuntimeModel:
+    """Export ``encoder.model`` to ONNX under ``folder`` (once) and load it at ``precision``
+    ("fp32", or "int8": onnxruntime dynamic quantisation with per-channel int8 weights)."""
+    import warnings
+
+    import torch
+
+    float_path = folder / "encoder.onnx"
+    if not float_path.exists():
+
+        class LastHidden(torch.nn.Module):
+            def __init__(self, model):
+                super().__init__()
+                self.model = model
+
+            def forward(self, input_ids, attention_mask):
+                return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+        example = encoder.collate(encoder.tokenize(["an example", "a longer example text"]))
+        axes = {0: "batch", 1: "tokens"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes on constant Python values
+            torch.onnx.export(LastHidden(encoder.model.eval()), example, str(float_path), dynamo=False,
+                              input_names=["input_ids", "attention_mask"], output_names=["hidden"],
+                              dynamic_axes={"input_ids": axes, "attention_mask": axes, "hidden": axes},
+                              opset_version=17)
+    path = float_path
+    if precision == "int8":
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        path = folder / "encoder-int8.onnx"
+        if not path.exists():
+            quantize_dynamic(str(float_path), str(path), weight_type=QuantType.QInt8, per_channel=True,
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    elif precision != "fp32":
+        raise SystemExit(f"--onnx: unknown precision {precision!r} (fp32 or int8)")
+    return OnnxRuntimeModel(path, torch.get_num_threads())
+
+
 def docs_per_s(encode, texts: list[str]) -> tuple[float, np.ndarray]:
     encode(texts[:64])  # warm-up: first-call allocations, the int8 copy's quantisation
     started = time.perf_counter()
@@ -86,6 +162,9 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--int8-keep-float", action="append", default=[], metavar="REGEX",
                         help="an extra int8 row whose linear layers matching REGEX stay float (repeatable)")
+    parser.add_argument("--int8-per-channel", action="store_true",
+                        help="an extra int8 row with one weight scale per output channel")
+    parser.add_argument("--onnx", default="", help="extra ONNX Runtime rows: fp32, int8 or fp32,int8")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -98,14 +177,25 @@ def main() -> None:
     rows.append({"method": "plain loop (fp32, corpus order)", "docs_per_s": speed})
     test = {q: d for q, d in dataset.qrels["test"].items() if any(r > 0 for r in d.values())}
     query_ids = sorted(test)
-    variants = [(p, None) for p in args.precisions.split(",") if p] + [("int8", k) for k in args.int8_keep_float]
-    for precision, keep_float in variants:
-        if keep_float is None:
-            encoder.precision = precision
-        else:
-            int8_keeping_float(encoder, keep_float)
+    variants = ([(f"TextEncoder {p}", lambda p=p: setattr(encoder, "precision", p))
+                 for p in args.precisions.split(",") if p]
+                + [(f"TextEncoder int8 (float: {k})", lambda k=k: int8_keeping_float(encoder, k))
+                   for k in args.int8_keep_float])
+    if args.int8_per_channel:
+        variants.append(("TextEncoder int8 (per-channel weights)", lambda: int8_per_channel(encoder)))
+    onnx_folder = Path("benchmarks/out/onnx")
+    onnx_folder.mkdir(parents=True, exist_ok=True)
+    for p in filter(None, args.onnx.split(",")):
+
+        def use_onnx(p=p):
+            # "int8" only so that `TextEncoder` runs the model it is handed, without autocast.
+            encoder.precision = "int8"
+            encoder._inference_model = onnx_model(encoder, p, onnx_folder)
+
+        variants.append((f"ONNX Runtime {p}" + (" (per-channel weights)" if p == "int8" else ""), use_onnx))
+    for label, prepare in variants:
+        prepare()
         speed, emb = docs_per_s(lambda t: encoder.encode(t, max_length=args.max_length), texts)
-        label = f"TextEncoder {encoder.precision}" + (f" (float: {keep_float})" if keep_float else "")
         row = {"method": label, "docs_per_s": speed,
                "mean_cosine_to_plain_loop": float(np.mean(np.sum(emb * reference, axis=1)))}
         if args.ndcg:

@@ -365,17 +365,19 @@ def resolve_precision(requested: str, device: str) -> str:
     return requested
 
 
-def int8_copy(model: Any, keep_float: str | None = None) -> Any:
+def int8_copy(model: Any, keep_float: str | None = None, *, per_channel: bool = False) -> Any:
     """A copy of ``model`` with its linear layers dynamically quantised to int8, except those
     whose qualified name matches the regex ``keep_float``. A copy: the float model stays
-    trainable (quantised layers have no gradients)."""
+    trainable (quantised layers have no gradients). ``per_channel``: one weight scale per
+    output row instead of one per matrix."""
     import copy
     import re
 
     import torch
-    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+    from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
 
-    layers = {name: default_dynamic_qconfig for name, module in model.named_modules()
+    qconfig = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
+    layers = {name: qconfig for name, module in model.named_modules()
               if isinstance(module, torch.nn.Linear) and not (keep_float and re.search(keep_float, name))}
     # torch 2.13 deprecates its quantised dtypes (pytorch/pytorch#184982) and warns on every
     # layer; torch is pinned exactly in pyproject, and a bump must move this to torchao or plain

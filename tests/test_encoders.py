@@ -19,6 +19,7 @@ from indexbench.encoders import (
     conflict_free_batches,
     embedding_key,
     encode_cached,
+    int8_copy,
     other_positives_mask,
     resolve_precision,
     train_in_batch_negatives,
@@ -143,6 +144,22 @@ def test_int8_embeddings_stay_close_to_fp32_and_leave_the_float_model_alone():
     # Training and the weights' identity see the float model, untouched.
     assert all(p.dtype.is_floating_point for p in int8.model.parameters())
     assert int8.identity == fp32.identity
+
+
+def test_int8_copy_per_channel_gives_each_output_row_its_own_weight_scale():
+    import torch
+
+    model = build_tiny_encoder().model
+    layer = model.encoder.layer[0].intermediate.dense
+    per_tensor = int8_copy(model).encoder.layer[0].intermediate.dense.weight()
+    per_channel = int8_copy(model, per_channel=True).encoder.layer[0].intermediate.dense.weight()
+    assert per_tensor.qscheme() == torch.per_tensor_affine
+    assert per_channel.qscheme() == torch.per_channel_affine
+    scales = per_channel.q_per_channel_scales()
+    assert len(scales) == layer.out_features and len(set(scales.tolist())) > 1
+    # Finer scales: the dequantised weights sit closer to the float ones.
+    error = lambda q: float((q.dequantize() - layer.weight.detach()).abs().mean())  # noqa: E731
+    assert error(per_channel) < error(per_tensor)
 
 
 def test_int8_follows_the_weights_after_they_change(tmp_path):
