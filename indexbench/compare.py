@@ -84,6 +84,7 @@ class Comparison:
     baseline: str
     current: str
     cells: list[CellCheck]
+    environment: list[str] = field(default_factory=list)  # "cpu: x86_64 avx2 → x86_64 avx512", ...
 
     @property
     def failed(self) -> list[CellCheck]:
@@ -136,7 +137,27 @@ def compare(baseline: Sequence[RunRecord], current: Sequence[RunRecord], toleran
         reason = "; ".join(f"{c.name} {_describe(c)}" for c in bad)
         cells.append(CellCheck(key, status, reason, checks))
     cells += [CellCheck(key, "new", "only in the current run") for key in now]
-    return Comparison(baseline_name, current_name, _with_seed_means(cells, baseline, current, tolerances))
+    return Comparison(baseline_name, current_name, _with_seed_means(cells, baseline, current, tolerances),
+                      environment_changes(baseline, current))
+
+
+def environment_changes(baseline: Sequence[RunRecord], current: Sequence[RunRecord]) -> list[str]:
+    """What differs between the environments the two sides ran in (python, package versions,
+    the CPU's vector instructions), one ``name: before → after`` per difference. A trained
+    cell's numbers at one seed depend on these, so a failure beside such a line may be the
+    machine, not the change."""
+    def values(records: Sequence[RunRecord]) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for record in records:
+            for name, value in record.versions.items():
+                if not name.startswith("plugin:") and name != "indexbench":
+                    found.setdefault(name, set()).add(str(value))
+        return found
+
+    before, after = values(baseline), values(current)
+    return [f"{name}: {' / '.join(sorted(before.get(name, {'unrecorded'})))} → "
+            f"{' / '.join(sorted(after.get(name, {'unrecorded'})))}"
+            for name in sorted(before.keys() | after.keys()) if before.get(name) != after.get(name)]
 
 
 def _by_group(records: Sequence[RunRecord]) -> dict[tuple[str, str, str], dict[int, RunRecord]]:
@@ -302,8 +323,13 @@ def summary(comparison: Comparison) -> str:
         if loose:
             text += f"; {loose} beyond it but not gated (tolerance.seeds decides: each seed, or their mean)"
         return text
-    return f"{len(failed)} cell{'' if len(failed) == 1 else 's'} failed against {comparison.baseline}: " + \
+    text = f"{len(failed)} cell{'' if len(failed) == 1 else 's'} failed against {comparison.baseline}: " + \
         "; ".join(f"{c.label}: {c.status} ({c.reason})" for c in failed)
+    if comparison.environment:
+        text += (". The two sides ran in different environments (" + "; ".join(comparison.environment)
+                 + "): a trained cell's numbers at one seed can move with the CPU's vector instructions or a"
+                 " library's version; if nothing else changed, record the baseline again in this environment")
+    return text
 
 
 def render_markdown(comparison: Comparison) -> str:

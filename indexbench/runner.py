@@ -352,13 +352,30 @@ def seed_everything(seed: int) -> None:
 
 
 def package_versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
+    found = {"python": platform.python_version(), "cpu": cpu_isa()}
     for name in _TRACKED_PACKAGES:
         try:
             found[name] = version(name)
         except PackageNotFoundError:
             pass
     return found
+
+
+def cpu_isa() -> str:
+    """The machine and the widest vector instructions its CPU offers (``x86_64 avx512``): the
+    float kernels of torch, MKL and oneDNN pick their code path by it, and a trained cell's
+    numbers at one seed differ between paths (a tiny rq-VAE's codes moved between an AVX2 and
+    an AVX-512 machine), so records carry it and `compare` names it when it differs."""
+    machine = platform.machine() or "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+    except OSError:  # not Linux: the machine name alone
+        return machine
+    for level, flag in (("avx512", "avx512f"), ("avx2", "avx2"), ("avx", "avx"), ("sse4.2", "sse4_2")):
+        if flag in flags:
+            return f"{machine} {level}"
+    return machine
 
 
 def _plugin_version(entry: IndexerEntry) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import sqlite3
 import subprocess
@@ -152,6 +153,30 @@ def test_compare_passes_within_tolerance_and_names_what_moved_beyond_it():
     assert cell.status == "regressed"
     assert cell.reason == ("ndcg@5 0.5000 → 0.4800 (-0.0200, tolerance ±0.0100); "
                            "map@5 0.4000 → 0.3500 (-0.0500, tolerance ±0.0400)")
+
+
+def test_compare_names_what_differs_between_the_two_sides_environments_when_a_cell_fails():
+    base = [_rec("a", {"ndcg@5": 0.50}), _rec("b", {"ndcg@5": 0.30})]
+    for record in base:
+        record.versions = {"python": "3.11.7", "torch": "2.13.0", "plugin:a": "1", "indexbench": "0.1.0"}
+    cur = [_rec("a", {"ndcg@5": 0.40}), _rec("b", {"ndcg@5": 0.30})]
+    for record in cur:
+        record.versions = {"python": "3.11.7", "torch": "2.13.0", "cpu": "x86_64 avx512", "plugin:a": "2",
+                           "indexbench": "0.2.0"}
+    result = compare(base, cur)
+    # Plugin and indexbench versions are what a change moves, not the environment.
+    assert result.environment == ["cpu: unrecorded → x86_64 avx512"]
+    assert "different environments (cpu: unrecorded → x86_64 avx512)" in summary(result)
+    cur[0].metrics["ndcg@5"] = 0.50
+    assert "environments" not in summary(compare(base, cur))  # nothing failed: no note
+    assert compare(base, base).environment == []
+
+
+def test_records_carry_the_cpus_vector_instructions():
+    from indexbench.runner import cpu_isa, package_versions
+
+    assert package_versions()["cpu"] == cpu_isa()
+    assert cpu_isa().split()[0] == platform.machine()
 
 
 def test_compare_shows_the_mean_and_sd_across_seeds_and_gates_on_it_when_asked():
