@@ -160,3 +160,19 @@ def test_exported_trec_files_score_the_same_in_ir_measures(registry, tmp_path):
             assert scores[measure] == pytest.approx(record.metrics[name], abs=1e-9), (record.indexer, name)
     listing = store.records()  # without results=True the per-query payload is not read
     assert all(r.rankings == {} and r.per_query == {} for r in listing)
+
+
+def test_bm25_ranks_equal_scores_by_document_order_whatever_order_bm25s_returns_them():
+    import numpy as np
+    from indexbench_bm25 import BM25Retriever
+
+    class Tokenizer:
+        def tokenize(self, queries, **kwargs):
+            return [[0] for _ in queries]
+
+    class TiesReversed:  # what an unstable top-k sort may hand back on another CPU
+        def retrieve(self, tokens, k, show_progress):
+            return np.array([[3, 2, 0, 1]]), np.array([[2.0, 5.0, 5.0, 5.0]])
+
+    (ranking,) = BM25Retriever(TiesReversed(), Tokenizer(), ["a", "b", "c", "d"]).search(["q"], k=4)
+    assert ranking == [("a", 5.0), ("b", 5.0), ("c", 5.0), ("d", 2.0)]

@@ -22,7 +22,7 @@ from indexbench import hookimpl
 from indexbench.protocols import RetrievalProblem, RunContext
 from indexbench.registry import IndexerEntry
 
-__version__ = "0.1.0"
+__version__ = "0.1.1"
 
 
 @dataclass
@@ -47,8 +47,12 @@ class BM25Retriever:
         # A query with no known term gets an empty token list; bm25s then scores every document
         # 0, and the ranking is arbitrary but still well-formed.
         rows, scores = self._model.retrieve(tokens, k=k, show_progress=False)
+        # Equal scores are common on short texts, and bm25s's top-k leaves their order to
+        # numpy's sort, which differs by CPU (AVX-512 machines sort with another, unstable
+        # kernel): ties go to the earlier document, so a ranking is the same on every machine.
         return [
-            [(self._doc_ids[r], float(s)) for r, s in zip(row_ids, row_scores)]
+            [(self._doc_ids[r], s) for r, s in sorted(zip(map(int, row_ids), map(float, row_scores)),
+                                                      key=lambda hit: (-hit[1], hit[0]))]
             for row_ids, row_scores in zip(rows, scores)
         ]
 
