@@ -17,6 +17,7 @@ from indexbench.encoders import (
     build_tiny_encoder,
     builtin_encoders,
     conflict_free_batches,
+    cpu_has_amx_bf16,
     embedding_key,
     encode_cached,
     int8_copy,
@@ -190,8 +191,14 @@ def test_cache_keys_differ_by_precision(tiny, tmp_path):
     assert cache.hits == 0  # the int8 run did not reuse the fp32 rows
 
 
-def test_precision_resolution_and_errors():
-    assert resolve_precision("auto", "cpu") in ("fp32", "int8")
+def test_precision_resolution_and_errors(monkeypatch):
+    import indexbench.encoders
+
+    assert cpu_has_amx_bf16() in (True, False)
+    monkeypatch.setattr(indexbench.encoders, "cpu_has_amx_bf16", lambda: True)
+    assert resolve_precision("auto", "cpu") == "bf16"  # AMX: bf16 is the fast one, at fp32's quality
+    monkeypatch.setattr(indexbench.encoders, "cpu_has_amx_bf16", lambda: False)
+    assert resolve_precision("auto", "cpu") == "fp32"
     assert resolve_precision("auto", "cuda:0") == "bf16"
     assert resolve_precision("bf16", "cpu") == "bf16"
     with pytest.raises(ConfigError, match="int8 .* CPU only"):
