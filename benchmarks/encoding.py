@@ -7,12 +7,13 @@ Issue #17's table. In one run, on the same SciFact abstracts (256 tokens at most
 * ``TextEncoder`` at every precision asked for (``fp32``, ``int8``, ``bf16``): length-sorted
   batches, the precision's model.
 
-Speed is docs/s over the first ``--docs`` abstracts (after one warm-up batch each). With
+Speed is docs/s over the first ``--docs`` abstracts (after one warm-up batch each), the median of
+``--repeats`` rounds in which every row runs once in turn. With
 ``--ndcg`` every precision also encodes the whole corpus and the test claims and reports the
 zero-shot dual encoder's ndcg@10 (exact inner-product search), against fp32's. Nothing is cached
 or written outside benchmarks/out/.
 
-    python benchmarks/encoding.py [--data-dir ../shared/data] [--docs 768] [--ndcg]
+    python benchmarks/encoding.py [--data-dir ../shared/data] [--docs 768] [--repeats 3] [--ndcg]
                                   [--precisions fp32,int8] [--threads N] [--device cpu]
                                   [--int8-keep-float REGEX ...] [--int8-per-channel]
                                   [--onnx fp32,int8]
@@ -155,6 +156,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
     parser.add_argument("--docs", type=int, default=768)
+    parser.add_argument("--repeats", type=int, default=3, help="speed rounds; the median is reported")
     parser.add_argument("--precisions", default="fp32,int8")
     parser.add_argument("--ndcg", action="store_true", help="also encode the whole corpus per precision")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -172,17 +174,22 @@ def main() -> None:
     dataset = load_beir(args.data_dir / "scifact", "scifact")
     texts = dataset.corpus.texts[: args.docs]
     encoder = load_minilm(args.device)
-    rows = []
-    speed, reference = docs_per_s(lambda t: plain_loop(encoder, t, args.max_length), texts)
-    rows.append({"method": "plain loop (fp32, corpus order)", "docs_per_s": speed})
     test = {q: d for q, d in dataset.qrels["test"].items() if any(r > 0 for r in d.values())}
     query_ids = sorted(test)
-    variants = ([(f"TextEncoder {p}", lambda p=p: setattr(encoder, "precision", p))
-                 for p in args.precisions.split(",") if p]
-                + [(f"TextEncoder int8 (float: {k})", lambda k=k: int8_keeping_float(encoder, k))
+
+    def plain(t):
+        return plain_loop(encoder, t, args.max_length)
+
+    def with_encoder(t):
+        return encoder.encode(t, max_length=args.max_length)
+
+    variants = ([("plain loop (fp32, corpus order)", lambda: None, plain)]
+                + [(f"TextEncoder {p}", lambda p=p: setattr(encoder, "precision", p), with_encoder)
+                   for p in args.precisions.split(",") if p]
+                + [(f"TextEncoder int8 (float: {k})", lambda k=k: int8_keeping_float(encoder, k), with_encoder)
                    for k in args.int8_keep_float])
     if args.int8_per_channel:
-        variants.append(("TextEncoder int8 (per-channel weights)", lambda: int8_per_channel(encoder)))
+        variants.append(("TextEncoder int8 (per-channel weights)", lambda: int8_per_channel(encoder), with_encoder))
     onnx_folder = Path("benchmarks/out/onnx")
     onnx_folder.mkdir(parents=True, exist_ok=True)
     for p in filter(None, args.onnx.split(",")):
@@ -192,18 +199,31 @@ def main() -> None:
             encoder.precision = "int8"
             encoder._inference_model = onnx_model(encoder, p, onnx_folder)
 
-        variants.append((f"ONNX Runtime {p}" + (" (per-channel weights)" if p == "int8" else ""), use_onnx))
-    for label, prepare in variants:
-        prepare()
-        speed, emb = docs_per_s(lambda t: encoder.encode(t, max_length=args.max_length), texts)
-        row = {"method": label, "docs_per_s": speed,
-               "mean_cosine_to_plain_loop": float(np.mean(np.sum(emb * reference, axis=1)))}
-        if args.ndcg:
-            started = time.perf_counter()
-            docs = encoder.encode(dataset.corpus.texts, max_length=args.max_length)
-            row["corpus_s"] = time.perf_counter() - started
-            queries = encoder.encode([dataset.queries[q] for q in query_ids], max_length=64)
-            row["ndcg@10"] = ndcg_at_10(docs, queries, dataset.corpus.ids, query_ids, test)
+        variants.append((f"ONNX Runtime {p}" + (" (per-channel weights)" if p == "int8" else ""), use_onnx,
+                         with_encoder))
+    # Speed: ``--repeats`` rounds, every variant once a round in turn, the median kept -- one
+    # pass each swung by up to a quarter between runs on this VM, enough to move a ratio across 2.
+    speeds: dict[str, list[float]] = {label: [] for label, _, _ in variants}
+    embeddings: dict[str, np.ndarray] = {}
+    for _ in range(args.repeats):
+        for label, prepare, encode in variants:
+            prepare()
+            speed, emb = docs_per_s(encode, texts)
+            speeds[label].append(speed)
+            embeddings.setdefault(label, emb)
+    reference = embeddings[variants[0][0]]
+    rows = []
+    for label, prepare, _ in variants:
+        row = {"method": label, "docs_per_s": float(np.median(speeds[label])), "docs_per_s_each": speeds[label]}
+        if label != variants[0][0]:
+            row["mean_cosine_to_plain_loop"] = float(np.mean(np.sum(embeddings[label] * reference, axis=1)))
+            if args.ndcg:
+                prepare()
+                started = time.perf_counter()
+                docs = encoder.encode(dataset.corpus.texts, max_length=args.max_length)
+                row["corpus_s"] = time.perf_counter() - started
+                queries = encoder.encode([dataset.queries[q] for q in query_ids], max_length=64)
+                row["ndcg@10"] = ndcg_at_10(docs, queries, dataset.corpus.ids, query_ids, test)
         rows.append(row)
     base = rows[0]["docs_per_s"]
     for row in rows:
