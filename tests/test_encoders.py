@@ -132,19 +132,23 @@ def test_cache_hit_returns_identical_array_without_encoding(tiny, tmp_path, monk
     assert len(calls) == 4
 
 
-def test_int8_embeddings_stay_close_to_fp32_and_leave_the_float_model_alone():
+@pytest.mark.parametrize("precision", ["int8", "bf16"])
+def test_lower_precision_embeddings_stay_close_to_fp32_and_leave_the_float_model_alone(precision):
+    import torch
+
     fp32 = build_tiny_encoder()
-    int8 = build_tiny_encoder()
-    int8.precision = "int8"
-    a, b = fp32.encode(TEXTS), int8.encode(TEXTS)
-    assert not np.array_equal(a, b)  # it did quantise ...
+    fp32.precision = "fp32"  # not auto: that is bf16 on an AMX CPU
+    low = build_tiny_encoder()
+    low.precision = precision
+    a, b = fp32.encode(TEXTS), low.encode(TEXTS)
+    assert not np.array_equal(a, b)  # it did compute in the lower precision ...
     np.testing.assert_allclose(np.sum(a * b, axis=1), 1.0, atol=0.01)  # ... and stays close
-    # The same text's row stays nearest its own fp32 row: rankings survive quantisation.
+    # The same text's row stays nearest its own fp32 row: rankings survive the precision.
     assert (np.argmax(b @ a.T, axis=1) == np.arange(len(TEXTS))).all()
-    np.testing.assert_array_equal(int8.encode(TEXTS), b)  # repeatable
+    np.testing.assert_array_equal(low.encode(TEXTS), b)  # repeatable
     # Training and the weights' identity see the float model, untouched.
-    assert all(p.dtype.is_floating_point for p in int8.model.parameters())
-    assert int8.identity == fp32.identity
+    assert all(p.dtype == torch.float32 for p in low.model.parameters())
+    assert low.identity == fp32.identity
 
 
 def test_int8_copy_per_channel_gives_each_output_row_its_own_weight_scale():
