@@ -50,9 +50,13 @@ class BM25Retriever:
         # Equal scores are common on short texts, and bm25s's top-k leaves their order to
         # numpy's sort, which differs by CPU (AVX-512 machines sort with another, unstable
         # kernel): ties go to the earlier document, so a ranking is the same on every machine.
+        import numpy as np
+
+        rows, scores = np.asarray(rows), np.asarray(scores)
+        order = np.lexsort((rows, -scores))  # per query: score descending, then document index
+        rows, scores = np.take_along_axis(rows, order, 1), np.take_along_axis(scores, order, 1)
         return [
-            [(self._doc_ids[r], s) for r, s in sorted(zip(map(int, row_ids), map(float, row_scores)),
-                                                      key=lambda hit: (-hit[1], hit[0]))]
+            [(self._doc_ids[r], float(s)) for r, s in zip(row_ids, row_scores)]
             for row_ids, row_scores in zip(rows, scores)
         ]
 
