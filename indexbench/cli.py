@@ -40,6 +40,15 @@ def _split(values: list[str] | None) -> list[str]:
     return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
 
 
+def _seed_list(seeds: str) -> list[int]:
+    from .errors import ConfigError
+
+    try:
+        return [int(part) for part in _split([seeds])]
+    except ValueError:
+        raise ConfigError(f"--seeds takes comma-separated integers, got {seeds!r}") from None
+
+
 def _console(stderr: bool = False):
     from rich.console import Console
 
@@ -135,6 +144,8 @@ def run(
     seeds: Annotated[str | None, typer.Option(help="Several seeds, comma-separated (each cell runs once per seed).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Reuse every finished cell of the store that matches; run the rest.")] = False,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda [default: auto].")] = None,
+    threads: Annotated[int | None, typer.Option(
+        help="torch threads in every cell [default: the grid's, else torch's own (one per core)].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     executor: Annotated[str, typer.Option(
         help="local (cells one after another in this process) or ray (each cell a Ray task; "
@@ -167,14 +178,12 @@ def run(
     if seed is not None and seeds is not None:
         raise ConfigError("give --seed or --seeds, not both")
     if seeds is not None:
-        try:
-            seed_list = [int(part) for part in _split([seeds])]
-        except ValueError:
-            raise ConfigError(f"--seeds takes comma-separated integers, got {seeds!r}") from None
+        seed_list = _seed_list(seeds)
     else:
         seed_list = [seed] if seed is not None else (plan.seeds if plan else [0])
     data_dir = data_dir or (plan.data_dir if plan else None)
     device = device or (plan.device if plan and plan.device else "auto")
+    threads = threads if threads is not None else (plan.threads if plan else None)
     if json_path is not None:
         paths.check_writable_file(json_path, "--json")
     # Which lists the grid file gave (not overridden by a flag): a bad name in them is the file's.
@@ -190,7 +199,7 @@ def run(
             records = run_grid(
                 indexers, tasks, datasets, data_dir=data_dir, cache_dir=cache_dir, use_cache=not no_cache,
                 store=results, seed=seed_list, device=device, progress=progress, resume=resume,
-                executor=runner,
+                executor=runner, threads=threads,
             )
     except UnknownNameError as exc:
         if exc.kind in from_grid:
@@ -225,6 +234,55 @@ def run(
               f"{f'; {reused} finished cell(s) reused' if reused else ''}[/]")
     if any(r.status == "error" for r in records):
         raise typer.Exit(1)
+
+
+@app.command()
+@friendly_errors
+def baseline(
+    grid: Annotated[Path, typer.Option("--grid", "-g", help="The grid file whose cells the baseline holds.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the baseline (a run --json records file).")],
+    seeds: Annotated[str | None, typer.Option(
+        help="Seeds, comma-separated [default: the grid's baseline_seeds, else its seeds].")] = None,
+    data_dir: DataDir = None,
+    cache_dir: Annotated[Path | None, typer.Option(
+        help="Artifact cache [default: a new temporary one, so nothing cached by older code is reused].")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Record a grid's baseline for `compare`: every cell at every baseline seed, on a private
+    store, written to --out only if every cell ran."""
+    import shutil
+    import tempfile
+
+    from . import paths
+    from .console import RichProgress
+    from .gridfile import load_grid
+    from .leaderboard import build_tables, render_json, render_rich
+    from .registry import get_registry
+    from .runner import run_grid
+    from .store import ResultStore
+
+    plan = load_grid(grid)
+    seed_list = _seed_list(seeds) if seeds is not None else (plan.baseline_seeds or plan.seeds)
+    paths.check_writable_file(out, "--out")
+    work = Path(tempfile.mkdtemp(prefix="indexbench-baseline-"))
+    try:
+        with _sigterm_unwinds(), RichProgress(enabled=not quiet) as progress:
+            records = run_grid(
+                plan.indexers, plan.tasks or sorted(get_registry().tasks), plan.datasets,
+                data_dir=data_dir or plan.data_dir, cache_dir=cache_dir or work / "cache",
+                store=ResultStore(work / "results.sqlite"), seed=seed_list, device=plan.device or "auto",
+                progress=progress, threads=plan.threads)
+        render_rich(build_tables(records, _headlines()), _console())
+        failed = [r for r in records if r.status == "error"]
+        if failed:
+            _console(stderr=True).print(
+                f"[bold red]error:[/] {len(failed)} cell(s) failed ({failed[0].indexer} × {failed[0].task}: "
+                f"{failed[0].reason}); {out} was not written", soft_wrap=True)
+            raise typer.Exit(1)
+        _write_atomic(out, render_json(records))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    _console(stderr=True).print(f"[dim]{len(records)} records ({len(seed_list)} seed(s) a cell) written to {out}[/]")
 
 
 class CompareFormat(str, Enum):

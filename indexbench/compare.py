@@ -19,76 +19,28 @@ vary by seed). A missing or failed seed fails either way: the run is incomplete.
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from .checks import (
+    COMPARED_TIMINGS,
+    CellCheck,
+    Comparison,
+    MetricCheck,
+    describe,
+    lower_is_better,
+    paired_tests,
+)
 from .errors import DataError
 from .gridfile import Tolerances
 from .store import ResultStore, RunRecord, cell_key, read_records
 
+__all__ = ["COLUMNS", "CellCheck", "Comparison", "MetricCheck", "add_significance", "compare",
+           "environment_changes", "load_side", "paired_tests", "render_junit", "render_markdown", "rows",
+           "summary"]
+
 SQLITE_MAGIC = b"SQLite format 3\x00"
-COMPARED_TIMINGS = ("fit_s", "search_s", "index_s")
-"""Timings compared when timing tolerances are on (queries/s and latencies follow from these)."""
-
-
-@dataclass
-class MetricCheck:
-    name: str
-    baseline: float | None
-    current: float | None
-    allowed: float  # the largest change that passes
-    status: str  # ok | improved | regressed | missing
-    lower_is_better: bool = False
-    p_ttest: float | None = None
-    p_wilcoxon: float | None = None
-    n_queries: int = 0
-    baseline_sd: float | None = None  # across seeds, on a mean-of-seeds row
-    current_sd: float | None = None
-
-    @property
-    def delta(self) -> float | None:
-        if self.baseline is None or self.current is None:
-            return None
-        return self.current - self.baseline
-
-
-@dataclass
-class CellCheck:
-    key: tuple[str, str, str, int]
-    status: str  # ok | regressed | missing | error | new | skipped
-    reason: str = ""
-    metrics: list[MetricCheck] = field(default_factory=list)
-    seeds: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # a mean-of-seeds row: each side's seeds
-    gating: bool = True  # False: a drop is shown but does not fail (see the module's doc)
-
-    @property
-    def label(self) -> str:
-        dataset, task, indexer, seed = self.key
-        if self.seeds is not None:
-            base, now = (",".join(map(str, s)) for s in self.seeds)
-            return f"{dataset} · {task} · {indexer} · mean of seeds {base}" + (f" → {now}" if now != base else "")
-        return f"{dataset} · {task} · {indexer}" + (f" · seed {seed}" if seed else "")
-
-    @property
-    def failed(self) -> bool:
-        if self.status == "regressed":
-            return self.gating
-        return self.status in {"missing", "error"}
-
-
-@dataclass
-class Comparison:
-    baseline: str
-    current: str
-    cells: list[CellCheck]
-    environment: list[str] = field(default_factory=list)  # "cpu: x86_64 avx2 → x86_64 avx512", ...
-
-    @property
-    def failed(self) -> list[CellCheck]:
-        return [c for c in self.cells if c.failed]
 
 
 def load_side(path: str | Path) -> list[RunRecord]:
@@ -113,6 +65,12 @@ def load_side(path: str | Path) -> list[RunRecord]:
 def compare(baseline: Sequence[RunRecord], current: Sequence[RunRecord], tolerances: Tolerances | None = None,
             *, baseline_name: str = "baseline", current_name: str = "current") -> Comparison:
     tolerances = tolerances or Tolerances()
+    if tolerances.rule == "spread":
+        from .spread import compare_spread
+
+        cells = compare_spread(baseline, current, tolerances)
+        _name_cell_environments(cells, baseline, current)
+        return Comparison(baseline_name, current_name, cells, environment_changes(baseline, current), rule="spread")
     now = {cell_key(r): r for r in current}
     cells = []
     for base in baseline:
@@ -134,30 +92,67 @@ def compare(baseline: Sequence[RunRecord], current: Sequence[RunRecord], toleran
                        for name in COMPARED_TIMINGS if name in base.timings]
         bad = [c for c in checks if c.status in {"regressed", "missing"}]
         status = "regressed" if bad else "ok"
-        reason = "; ".join(f"{c.name} {_describe(c)}" for c in bad)
+        reason = "; ".join(f"{c.name} {describe(c)}" for c in bad)
         cells.append(CellCheck(key, status, reason, checks))
     cells += [CellCheck(key, "new", "only in the current run") for key in now]
-    return Comparison(baseline_name, current_name, _with_seed_means(cells, baseline, current, tolerances),
-                      environment_changes(baseline, current))
+    cells = _with_seed_means(cells, baseline, current, tolerances)
+    _name_cell_environments(cells, baseline, current)
+    return Comparison(baseline_name, current_name, cells, environment_changes(baseline, current))
+
+
+def environment(record: RunRecord) -> dict[str, str]:
+    """What a record's numbers depend on besides the code and the seed: python, the tracked
+    packages, the CPU's vector instructions, torch's thread count (``versions``) and every
+    precision the cell resolved (``precision`` keys of its details, as run, not as asked)."""
+    found = {name: str(value) for name, value in record.versions.items()
+             if not name.startswith("plugin:") and name != "indexbench"}
+
+    def walk(details: object) -> None:
+        if isinstance(details, dict):
+            for name, value in details.items():
+                if name in ("options", "config"):  # what was asked for; the resolved value sits beside
+                    continue
+                if name.endswith("precision") and isinstance(value, str):
+                    found[name] = value
+                walk(value)
+
+    walk(record.details)
+    return found
 
 
 def environment_changes(baseline: Sequence[RunRecord], current: Sequence[RunRecord]) -> list[str]:
-    """What differs between the environments the two sides ran in (python, package versions,
-    the CPU's vector instructions), one ``name: before → after`` per difference. A trained
-    cell's numbers at one seed depend on these, so a failure beside such a line may be the
-    machine, not the change."""
+    """What differs between the environments the two sides ran in (`environment`), one
+    ``name: before → after`` per difference. A trained cell's numbers at one seed depend on
+    these, so a failure beside such a line may be the machine, not the change."""
     def values(records: Sequence[RunRecord]) -> dict[str, set[str]]:
         found: dict[str, set[str]] = {}
         for record in records:
-            for name, value in record.versions.items():
-                if not name.startswith("plugin:") and name != "indexbench":
-                    found.setdefault(name, set()).add(str(value))
+            for name, value in environment(record).items():
+                found.setdefault(name, set()).add(value)
         return found
 
     before, after = values(baseline), values(current)
     return [f"{name}: {' / '.join(sorted(before.get(name, {'unrecorded'})))} → "
             f"{' / '.join(sorted(after.get(name, {'unrecorded'})))}"
             for name in sorted(before.keys() | after.keys()) if before.get(name) != after.get(name)]
+
+
+def _name_cell_environments(cells: list[CellCheck], baseline: Sequence[RunRecord],
+                            current: Sequence[RunRecord]) -> None:
+    """Each cell's own environment differences (its seeds on each side)."""
+    from .spread import by_group
+
+    base, now = by_group(baseline), by_group(current)
+    for cell in cells:
+        group = cell.key[:3]
+        if cell.seeds is not None or cell.rule == "spread":
+            before, after = list(base.get(group, {}).values()), list(now.get(group, {}).values())
+        else:
+            seed = cell.key[3]
+            before = [r for r in [base.get(group, {}).get(seed)] if r is not None]
+            after = [r for r in [now.get(group, {}).get(seed)] if r is not None]
+        if before and after:
+            cell.environment = environment_changes(before, after)
 
 
 def _by_group(records: Sequence[RunRecord]) -> dict[tuple[str, str, str], dict[int, RunRecord]]:
@@ -189,7 +184,7 @@ def _with_seed_means(cells: list[CellCheck], baseline: Sequence[RunRecord], curr
             checks.append(check)
         bad = [c for c in checks if c.status in {"regressed", "missing"}]
         means[group] = CellCheck((*group, min(seeds)), "regressed" if bad else "ok",
-                                 "; ".join(f"{c.name} {_describe(c)}" for c in bad), checks,
+                                 "; ".join(f"{c.name} {describe(c)}" for c in bad), checks,
                                  seeds=(tuple(sorted(seeds)), tuple(sorted(mine))),
                                  gating=tolerances.seeds == "mean")
     out: list[CellCheck] = []
@@ -213,11 +208,12 @@ def _metric(name: str, base: float, cur: RunRecord, tolerances: Tolerances) -> M
 
 def _judge(name: str, base: float, value: float | None, tolerances: Tolerances) -> MetricCheck:
     allowed = tolerances.of(name).allowed(base)
+    lower = lower_is_better(name)
     if value is None:
-        return MetricCheck(name, base, None, allowed, "missing")
-    delta = value - base
-    status = "regressed" if delta < -allowed - 1e-12 else "improved" if delta > allowed + 1e-12 else "ok"
-    return MetricCheck(name, base, value, allowed, status)
+        return MetricCheck(name, base, None, allowed, "missing", lower_is_better=lower)
+    worse = (value - base) if lower else (base - value)
+    status = "regressed" if worse > allowed + 1e-12 else "improved" if -worse > allowed + 1e-12 else "ok"
+    return MetricCheck(name, base, value, allowed, status, lower_is_better=lower)
 
 
 def _timing(name: str, base: float, cur: RunRecord, relative: float) -> MetricCheck:
@@ -231,10 +227,13 @@ def _timing(name: str, base: float, cur: RunRecord, relative: float) -> MetricCh
 
 def add_significance(comparison: Comparison, baseline: Sequence[RunRecord], current: Sequence[RunRecord]) -> None:
     """Paired tests of every metric whose per-query values both sides kept; a mean-of-seeds row
-    pairs every (seed, query) both sides scored."""
+    pairs every (seed, query) both sides scored. Spread-rule cells have theirs already (the rule
+    uses them)."""
     base = {cell_key(r): r for r in baseline}
     now = {cell_key(r): r for r in current}
     for cell in comparison.cells:
+        if cell.rule == "spread":
+            continue
         dataset, task, indexer, seed = cell.key
         seeds = sorted(set(cell.seeds[0]) & set(cell.seeds[1])) if cell.seeds is not None else [seed]
         sides = [(base.get((dataset, task, indexer, s)), now.get((dataset, task, indexer, s))) for s in seeds]
@@ -251,45 +250,19 @@ def add_significance(comparison: Comparison, baseline: Sequence[RunRecord], curr
             check.p_ttest, check.p_wilcoxon = paired_tests([p[0] for p in pairs], [p[1] for p in pairs])
 
 
-def paired_tests(baseline: Sequence[float], current: Sequence[float]) -> tuple[float | None, float | None]:
-    """(paired t-test p, Wilcoxon signed-rank p), two-sided; 1.0 when no query changed, None with
-    fewer than two pairs."""
-    if len(baseline) < 2:
-        return None, None
-    differences = [c - b for b, c in zip(baseline, current)]
-    if all(abs(d) < 1e-12 for d in differences):
-        return 1.0, 1.0
-    import warnings
-
-    from scipy import stats
-
-    with warnings.catch_warnings():  # near-constant differences: scipy warns, the p-value stands
-        warnings.simplefilter("ignore", RuntimeWarning)
-        t = stats.ttest_rel(current, baseline)
-        p_t = float(t.pvalue) if not math.isnan(t.pvalue) else 1.0
-        try:
-            p_w = float(stats.wilcoxon(current, baseline, zero_method="wilcox").pvalue)
-        except ValueError:  # every difference zero after the zero method drops them
-            p_w = 1.0
-    return p_t, p_w
-
-
-def _describe(check: MetricCheck) -> str:
-    if check.status == "missing":
-        return "is missing now"
-    return f"{check.baseline:.4f} → {check.current:.4f} ({check.delta:+.4f}, tolerance ±{check.allowed:.4f})"
-
-
 # --------------------------------------------------------------------------- rendering
 
-COLUMNS = ["cell", "metric", "baseline", "current", "Δ", "tolerance", "p (t)", "p (W)", "status"]
+COLUMNS = ["cell", "metric", "baseline", "current", "Δ", "tolerance", "used", "p (t)", "p (W)", "status"]
+"""``used``: the share of the tolerance the change used up in the worse direction (100 % = the
+edge); with the spread rule the tolerance column also names its kind: ``k·noise`` (seed-varying)
+or ``fixed`` (seed-constant)."""
 
 
 def rows(comparison: Comparison) -> list[list[str]]:
     out = []
     for cell in comparison.cells:
         if not cell.metrics:
-            out.append([cell.label, "", "", "", "", "", "", "", f"{cell.status}: {cell.reason}"])
+            out.append([cell.label, "", "", "", "", "", "", "", "", f"{cell.status}: {cell.reason}"])
             continue
         for check in cell.metrics:
             status = check.status
@@ -298,8 +271,8 @@ def rows(comparison: Comparison) -> list[list[str]]:
             out.append([
                 cell.label, check.name + (" (lower is better)" if check.lower_is_better else ""),
                 _num(check.baseline, check.baseline_sd), _num(check.current, check.current_sd),
-                "" if check.delta is None else f"{check.delta:+.4f}", f"±{check.allowed:.4f}",
-                _p(check.p_ttest), _p(check.p_wilcoxon), status,
+                "" if check.delta is None else f"{check.delta:+.4f}", _tolerance(check),
+                "" if check.used is None else f"{check.used:.0%}", _p(check.p_ttest), _p(check.p_wilcoxon), status,
             ])
     return out
 
@@ -310,6 +283,11 @@ def _num(value: float | None, sd: float | None = None) -> str:
     return f"{value:.4f}" + (f" ± {sd:.4f}" if sd is not None else "")
 
 
+def _tolerance(check: MetricCheck) -> str:
+    kind = {"spread": " k·noise", "fixed": " fixed"}.get(check.rule, "")
+    return f"±{check.allowed:.4f}{kind}"
+
+
 def _p(value: float | None) -> str:
     return "" if value is None else f"{value:.3g}"
 
@@ -317,19 +295,33 @@ def _p(value: float | None) -> str:
 def summary(comparison: Comparison) -> str:
     failed = comparison.failed
     if not failed:
-        n = sum(c.status == "ok" and c.seeds is None for c in comparison.cells)
+        n = sum(c.status == "ok" and (c.seeds is None or c.rule == "spread") for c in comparison.cells)
         text = f"{n} cell{'' if n == 1 else 's'} within tolerance of {comparison.baseline}"
         loose = sum(c.status == "regressed" for c in comparison.cells)
         if loose:
             text += f"; {loose} beyond it but not gated (tolerance.seeds decides: each seed, or their mean)"
+        closest = max((c for c in comparison.cells if c.closest is not None), key=lambda c: c.closest.used,
+                      default=None)
+        if closest is not None:
+            check = closest.closest
+            text += (f"; closest to failing: {closest.label}, {check.name} used {check.used:.0%} of its "
+                     f"tolerance ({describe(check)})")
+        if comparison.environment:
+            text += ". Environments differ: " + "; ".join(comparison.environment)
         return text
     text = f"{len(failed)} cell{'' if len(failed) == 1 else 's'} failed against {comparison.baseline}: " + \
-        "; ".join(f"{c.label}: {c.status} ({c.reason})" for c in failed)
+        "; ".join(f"{c.label}: {c.status} ({c.reason}){_cell_environment(c)}" for c in failed)
     if comparison.environment:
         text += (". The two sides ran in different environments (" + "; ".join(comparison.environment)
                  + "): a trained cell's numbers at one seed can move with the CPU's vector instructions or a"
                  " library's version; if nothing else changed, record the baseline again in this environment")
     return text
+
+
+def _cell_environment(cell: CellCheck) -> str:
+    if cell.environment:
+        return " [environment differs: " + "; ".join(cell.environment) + "]"
+    return " [same environment]"
 
 
 def render_markdown(comparison: Comparison) -> str:
@@ -351,7 +343,8 @@ def render_junit(comparison: Comparison) -> str:
         dataset, task, indexer, seed = cell.key
         name = indexer + (f" seed {seed}" if seed else "")
         if cell.seeds is not None:
-            name = f"{indexer} mean of seeds " + ",".join(map(str, cell.seeds[0]))
+            kind = "seeds" if cell.rule == "spread" else "mean of seeds"
+            name = f"{indexer} {kind} " + ",".join(map(str, cell.seeds[0]))
         case = ET.SubElement(suite, "testcase", classname=f"{dataset}.{task}", name=name)
         if cell.failed:
             ET.SubElement(case, "failure", message=f"{cell.status}: {cell.reason}", type=cell.status).text = \

@@ -5,17 +5,26 @@ may move before `indexbench compare` calls it a regression.
     tasks = ["document-retrieval", "id-quality"]     # default: every task
     datasets = ["sample"]                            # default: sample
     seeds = [0, 1, 2]                                # default: [0]
+    baseline_seeds = [0, 1, 2, 3, 4]                 # what `indexbench baseline` records; default: seeds
     data_dir = "../shared/data"                      # relative to this file; optional
     device = "cpu"                                   # optional
+    threads = 2                                      # torch's threads in every cell; optional
 
     [tolerance]           # of every metric (higher is better): pass when the drop is within
     absolute = 0.001      # this much, or within this fraction of the baseline value
     relative = 0.0
     timings = 0.5         # optional: timings (lower is better) may grow by 50 %; off when absent
     seeds = "mean"        # several seeds: gate on their mean, not on each seed's cell (default "each")
+    rule = "spread"       # judge each cell against the baseline's spread over its seeds (below)
+    k = 5.0               # spread rule: a drop fails beyond k x the noise of the difference
 
     [tolerance.metrics."ndcg@10"]   # per-metric overrides
     absolute = 0.01
+
+The ``spread`` rule (`indexbench.compare`, README "Use it as a CI gate") takes each cell's
+baseline over several seeds: a metric that varies by seed fails when its drop exceeds
+``k`` standard deviations of the difference of the two sides' means (and ``absolute``); a metric
+the same at every baseline seed is deterministic and fails when it drops beyond ``absolute``.
 
 Every problem in the file (a wrong key, a wrong type) is one line naming the file and the key.
 """
@@ -29,9 +38,15 @@ from typing import Any
 
 from .errors import ConfigError
 
-GRID_KEYS = {"indexers", "tasks", "datasets", "seeds", "data_dir", "device", "tolerance"}
-TOLERANCE_KEYS = {"absolute", "relative", "timings", "metrics", "seeds"}
+GRID_KEYS = {"indexers", "tasks", "datasets", "seeds", "baseline_seeds", "data_dir", "device", "threads",
+             "tolerance"}
+TOLERANCE_KEYS = {"absolute", "relative", "timings", "metrics", "seeds", "rule", "k"}
 SEED_GATES = ("each", "mean")
+RULES = ("fixed", "spread")
+DEFAULT_K = 5.0
+"""Spread rule: how many standard deviations of the difference a drop may reach (README, "Use it
+as a CI gate", says how it was chosen)."""
+
 DEFAULT_ABSOLUTE = 1e-3
 """A metric may drop by this much before it fails (same seed gives the same metrics on one
 machine; another CPU or BLAS build can move the last digits)."""
@@ -52,6 +67,8 @@ class Tolerances:
     metrics: dict[str, Tolerance] = field(default_factory=dict)
     timings: float | None = None  # relative growth allowed; None = timings not compared
     seeds: str = "each"  # each: every seed's cell must hold; mean: the mean across seeds must
+    rule: str = "fixed"  # fixed: absolute/relative per seed; spread: against the baseline's seed spread
+    k: float = DEFAULT_K
 
     def of(self, metric: str) -> Tolerance:
         return self.metrics.get(metric, self.default)
@@ -64,8 +81,10 @@ class Grid:
     tasks: list[str] = field(default_factory=list)
     datasets: list[str] = field(default_factory=lambda: ["sample"])
     seeds: list[int] = field(default_factory=lambda: [0])
+    baseline_seeds: list[int] | None = None  # None: the same as seeds
     data_dir: Path | None = None
     device: str | None = None
+    threads: int | None = None
     tolerances: Tolerances = field(default_factory=Tolerances)
 
 
@@ -135,7 +154,20 @@ def parse_tolerances(path: Path, data: Any) -> Tolerances:
     seeds = data.get("seeds", "each")
     if seeds not in SEED_GATES:
         raise ConfigError(f"{path}: 'tolerance.seeds' must be one of {', '.join(SEED_GATES)}, got {seeds!r}")
-    return Tolerances(default=default, metrics=metrics, timings=timings, seeds=seeds)
+    rule = data.get("rule", "fixed")
+    if rule not in RULES:
+        raise ConfigError(f"{path}: 'tolerance.rule' must be one of {', '.join(RULES)}, got {rule!r}")
+    k = _number(path, "tolerance.k", data["k"]) if "k" in data else DEFAULT_K
+    return Tolerances(default=default, metrics=metrics, timings=timings, seeds=seeds, rule=rule, k=k)
+
+
+def _seeds(path: Path, data: dict[str, Any], key: str) -> list[int]:
+    seeds = data[key]
+    seeds = [seeds] if isinstance(seeds, int) and not isinstance(seeds, bool) else seeds
+    if (not isinstance(seeds, list) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+        raise ConfigError(f"{path}: {key!r} must be a non-empty list of integers, got {data[key]!r}")
+    return seeds
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -150,12 +182,14 @@ def load_grid(path: str | Path) -> Grid:
     grid.tasks = _strings(path, data, "tasks") or []
     grid.datasets = _strings(path, data, "datasets") or ["sample"]
     if "seeds" in data:
-        seeds = data["seeds"]
-        seeds = [seeds] if isinstance(seeds, int) and not isinstance(seeds, bool) else seeds
-        if (not isinstance(seeds, list) or not seeds
-                or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
-            raise ConfigError(f"{path}: 'seeds' must be a non-empty list of integers, got {data['seeds']!r}")
-        grid.seeds = seeds
+        grid.seeds = _seeds(path, data, "seeds")
+    if "baseline_seeds" in data:
+        grid.baseline_seeds = _seeds(path, data, "baseline_seeds")
+    if "threads" in data:
+        threads = data["threads"]
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ConfigError(f"{path}: 'threads' must be an integer >= 1, got {threads!r}")
+        grid.threads = threads
     for key in ("data_dir", "device"):
         if key in data and not isinstance(data[key], str):
             raise ConfigError(f"{path}: {key!r} must be a string, got {data[key]!r}")

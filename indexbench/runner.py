@@ -149,6 +149,7 @@ def run_grid(
     registry: Registry | None = None,
     resume: bool = False,
     executor: Executor | None = None,
+    threads: int | None = None,
 ) -> list[RunRecord]:
     """Run every indexer × task × dataset cell, once per seed, and return (and store) one
     record per cell and seed.
@@ -161,6 +162,10 @@ def run_grid(
     ``executor`` runs the cells: one after another in this process by default (`LocalExecutor`),
     or as tasks of a Ray cluster (`indexbench.ray_executor.RayExecutor`). Records are stored as
     each cell finishes, whichever the executor; the returned list is in plan order.
+
+    ``threads`` pins torch's intra-op threads in every cell (`pin_threads`); by default a cell
+    runs with whatever the process has (torch: one per core, or ``OMP_NUM_THREADS``). A trained
+    model's numbers depend on it, so every record says what it ran with (``versions["threads"]``).
     """
     registry = registry or get_registry()
     progress = progress or SilentProgress()
@@ -175,6 +180,8 @@ def run_grid(
         raise ConfigError("no seed given")
     for one in seeds:
         check_seed(one)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"--threads must be an integer >= 1, got {threads!r}")
     if resume and store is False:
         raise ConfigError("--resume reads finished cells from the results store; it needs one")
     for name in datasets:
@@ -210,7 +217,7 @@ def run_grid(
 
         records = GridRecords()
         records.reused = len(done)
-        jobs = [CellJob(i, cell, one, cache, grid_id=grid_id, **provenance)
+        jobs = [CellJob(i, cell, one, cache, grid_id=grid_id, threads=threads, **provenance)
                 for i, (cell, one) in enumerate(plan) if i not in done]
         finished: dict[int, RunRecord] = dict(done)
 
@@ -276,6 +283,7 @@ class CellJob:
     versions: dict[str, str]
     git_commit: str
     grid_id: str
+    threads: int | None = None
 
     @property
     def label(self) -> str:
@@ -288,7 +296,8 @@ class CellJob:
 
     def run(self, progress: Progress) -> RunRecord:
         return run_cell(self.cell, cache=self.cache, progress=progress, seed=self.seed, device=self.device,
-                        versions=self.versions, git_commit=self.git_commit, grid_id=self.grid_id)
+                        versions=self.versions, git_commit=self.git_commit, grid_id=self.grid_id,
+                        threads=self.threads)
 
 
 def new_record(cell: Cell, *, seed: int, device: str, versions: dict[str, str], git_commit: str,
@@ -309,10 +318,12 @@ def new_record(cell: Cell, *, seed: int, device: str, versions: dict[str, str], 
 
 
 def run_cell(cell: Cell, *, cache: ArtifactCache, progress: Progress, seed: int, device: str,
-             versions: dict[str, str], git_commit: str, grid_id: str) -> RunRecord:
+             versions: dict[str, str], git_commit: str, grid_id: str, threads: int | None = None) -> RunRecord:
     record = new_record(cell, seed=seed, device=device, versions=versions, git_commit=git_commit,
                         grid_id=grid_id)
     started = time.perf_counter()
+    if threads is not None:
+        pin_threads(threads)
     try:
         indexer = cell.entry.factory(cell.config)
         reason = cell.task.skip_reason(indexer, cell.dataset)
@@ -336,7 +347,30 @@ def run_cell(cell: Cell, *, cache: ArtifactCache, progress: Progress, seed: int,
         record.reason = str(exc) if isinstance(exc, IndexbenchError) else f"{type(exc).__name__}: {exc}"
         record.details = {"traceback": traceback.format_exc()}
     record.duration_s = time.perf_counter() - started
+    if (count := torch_threads()) is not None:
+        record.versions["threads"] = str(count)
     return record
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def pin_threads(threads: int) -> None:
+    """Run torch (and the OpenMP and MKL runtimes it loads) with ``threads`` intra-op threads,
+    whatever the machine's core count or ``OMP_NUM_THREADS``: sums split over another number of
+    threads round differently, and a trained cell amplifies that into other numbers."""
+    for name in THREAD_VARIABLES:  # for a torch not imported yet, and for child processes
+        os.environ[name] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def torch_threads() -> int | None:
+    """torch's intra-op thread count, or None when no cell has imported torch (it then did not
+    compute anything)."""
+    if "torch" not in sys.modules:
+        return None
+    return int(sys.modules["torch"].get_num_threads())
 
 
 def seed_everything(seed: int) -> None:

@@ -64,7 +64,7 @@ def test_a_grid_file_gives_cells_seeds_and_tolerances(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ('indexers = ["bm25"]\nindexer = ["x"]\n', "unknown key 'indexer'; valid keys: data_dir, datasets, device,"),
+    ('indexers = ["bm25"]\nindexer = ["x"]\n', "unknown key 'indexer'; valid keys: baseline_seeds, data_dir, datasets, device,"),
     ('indexers = ["bm25"]\nseeds = "0,1"\n', "'seeds' must be a non-empty list of integers, got '0,1'"),
     ('indexers = ["bm25"]\n[tolerance]\nseeds = "median"\n', "'tolerance.seeds' must be one of each, mean, got 'median'"),
     ('indexers = [3]\n', "'indexers' must be a non-empty list of strings"),

@@ -1,0 +1,255 @@
+"""Proof that the CI gate (`indexbench compare` with a grid's spread rule) can fail, and that it
+holds across machines (issue #27). Three commands, each against a committed grid and baseline:
+
+    python benchmarks/gate_check.py power    --grid G --baseline B   # what each cell tolerates
+    python benchmarks/gate_check.py planted  --grid G --baseline B   # planted regressions must FAIL
+    python benchmarks/gate_check.py variants --grid G --baseline B   # other ISAs / threads must PASS
+    python benchmarks/gate_check.py seeds --seeds 10,11,12 ...        # seeds the baseline lacks must PASS
+
+``planted`` runs a few cells with a regression planted through an option (bm25 with k1 = 0, a
+dual encoder that reads 16 document tokens, the generative engine at a tenth of its learning
+rate, LMIndexer without its reconstructor warm-up), files the records under the baseline's cell
+name, and exits 1 unless the gate fails every one of them. ``variants`` reruns cells in a child
+process under ``ATEN_CPU_CAPABILITY`` / ``MKL_ENABLE_INSTRUCTIONS`` / ``OMP_NUM_THREADS``
+settings (the float paths of other CPUs) and exits 1 unless the gate passes every one.
+``seeds`` runs the grid at seeds the baseline does not hold and judges each seed alone, as CI
+judges its one seed: the gate's false alarms on the noise it was built for. ``power`` prints,
+per cell and headline metric, the noise the rule tolerates and the smallest
+drop it detects at the grid's CI seeds.
+
+Each writes nothing outside ``--out`` (default: a temporary folder): private store and cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from indexbench.compare import compare
+from indexbench.gridfile import Grid, load_grid
+from indexbench.registry import IndexerSpec
+from indexbench.spread import by_group
+from indexbench.store import RunRecord, read_records
+
+
+@dataclass
+class Planted:
+    name: str
+    prefix: str  # the baseline indexer spec it replaces starts with this
+    extra: str  # options appended to that spec
+    tasks: list[str] = field(default_factory=list)  # default: every task the baseline ran it on
+    blind: str = ""  # a regression the CI grid is known not to see, and why: reported, not required
+
+
+PLANTED = [
+    Planted("bm25 with k1 = 0", "bm25", ":k1=0"),
+    Planted("dual encoder reading 16 document tokens", "dual-encoder", ":doc_max_length=16",
+            ["document-retrieval", "product-search"]),
+    Planted("generative engine at a tenth of its learning rate", "hc:", ":lr=1e-05:fresh_lr=3e-05",
+            ["document-retrieval"]),
+    Planted("LMIndexer without its reconstructor warm-up", "lmindexer", ":reconstructor_warmup=false",
+            ["id-quality"], blind="the CI grid's LMIndexer cell (tiny random backbone) has collapsed IDs either way; "
+                                  "benchmarks/README, 'The CI gate across machines'"),
+]
+
+VARIANTS = {
+    "aten-default": {"ATEN_CPU_CAPABILITY": "default"},
+    "aten-avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
+    "aten-avx512": {"ATEN_CPU_CAPABILITY": "avx512"},
+    # What an AVX2-only CPU runs: torch's own kernels, MKL's GEMM and oneDNN all at AVX2.
+    "avx2-machine": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "omp1": {"OMP_NUM_THREADS": "1"},
+    "omp2": {"OMP_NUM_THREADS": "2"},
+}
+
+
+def cpu_has_avx512() -> bool:
+    try:
+        return "avx512f" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def run_cells(grid: Grid, indexers: list[str], tasks: list[str], out: Path, env: dict[str, str] | None = None,
+              seeds: list[int] | None = None) -> list[RunRecord]:
+    """`indexbench run` in a child process (so environment variables read at torch's start take
+    effect), on a private store and cache; its records."""
+    out.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "indexbench", "run", "-i", ",".join(indexers), "-t", ",".join(tasks),
+               "-d", ",".join(grid.datasets), "--seeds", ",".join(map(str, seeds or grid.seeds)),
+               "--device", grid.device or "cpu", "--json", str(out / "records.json"),
+               "--store", str(out / "results.sqlite"), "--cache-dir", str(out / "cache"), "-q"]
+    if grid.threads is not None:
+        command += ["--threads", str(grid.threads)]
+    if grid.data_dir is not None:
+        command += ["--data-dir", str(grid.data_dir)]
+    done = subprocess.run(command, env={**os.environ, **(env or {})}, capture_output=True, text=True)
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"indexbench run failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    return read_records(out / "records.json")
+
+
+def power(grid: Grid, baseline: list[RunRecord], metrics: list[str] | None) -> list[dict]:
+    """Per cell and metric: the baseline's sd over seeds, the noise of a difference at the CI's
+    seed count, and the drop the rule needs to fail (the smallest it detects)."""
+    from indexbench.spread import deterministic, judge_metric
+
+    rows = []
+    for group, seeds in by_group(baseline).items():
+        ok = [r for r in seeds.values() if r.status == "ok"]
+        if not ok:
+            continue
+        names = metrics or list(ok[0].metrics)
+        for name in [n for n in names if n in ok[0].metrics]:
+            ci = [RunRecord(indexer=r.indexer, task=r.task, dataset=r.dataset, status="ok", seed=r.seed,
+                            metrics=dict(r.metrics)) for r in ok[:len(grid.seeds)]]
+            check = judge_metric(name, ok, ci, grid.tolerances, deterministic=deterministic(ok))
+            rows.append({"cell": " · ".join(group[1:]), "metric": name, "mean": check.baseline,
+                         "sd": check.baseline_sd or 0.0, "noise": check.noise or 0.0, "detects": check.allowed,
+                         "rule": check.rule, "seeds": len(ok)})
+    return rows
+
+
+def planted(grid: Grid, baseline: list[RunRecord], out: Path) -> list[dict]:
+    groups = by_group(baseline)
+    results = []
+    for plant in PLANTED:
+        specs = sorted({g[2] for g in groups if g[2].startswith(plant.prefix)})
+        if not specs:
+            results.append({"planted": plant.name, "caught": False, "why": "no baseline cell for it"})
+            continue
+        for spec in specs:
+            tasks = plant.tasks or sorted({g[1] for g in groups if g[2] == spec})
+            tasks = [t for t in tasks if any(g[1] == t and g[2] == spec for g in groups)]
+            started = time.perf_counter()
+            records = run_cells(grid, [spec + plant.extra], tasks, out / f"planted-{len(results)}")
+            for record in records:
+                record.indexer = spec  # filed under the baseline's cell: the gate sees "the same cell, worse"
+            base = [r for r in baseline if r.indexer == spec and r.task in tasks]
+            result = compare(base, records, grid.tolerances)
+            failed = [c for c in result.cells if c.failed]
+            worst = max((m for c in result.cells for m in c.metrics if m.used is not None),
+                        key=lambda m: m.used, default=None)
+            results.append({"planted": plant.name, "cell": spec, "tasks": tasks, "caught": bool(failed),
+                            "blind": plant.blind,
+                            "failed_cells": [c.label for c in failed],
+                            "worst": None if worst is None else
+                            {"metric": worst.name, "baseline": worst.baseline, "current": worst.current,
+                             "allowed": worst.allowed, "used": worst.used, "rule": worst.rule},
+                            "seconds": round(time.perf_counter() - started, 1)})
+    return results
+
+
+def largest_z(result) -> tuple[float, str]:
+    """The largest worsening of a seed-varying metric in units of the noise of the difference,
+    and where: what k has to exceed for the comparison to pass."""
+    found = [(m.worsening / m.noise, f"{c.label} {m.name}") for c in result.cells for m in c.metrics
+             if m.rule == "spread" and m.noise and m.worsening is not None]
+    return max(found, default=(0.0, ""))
+
+
+def judged(name: str, env: dict, result, started: float) -> dict:
+    used = sorted(((m.used, c.label, m.name) for c in result.cells for m in c.metrics if m.used is not None),
+                  reverse=True)
+    moved = sum(1 for c in result.cells for m in c.metrics if m.delta not in (None, 0.0))
+    z, where = largest_z(result)
+    return {"variant": name, "env": env, "passed": not result.failed,
+            "failed_cells": [f"{c.label}: {c.reason}" for c in result.failed], "metrics_moved": moved,
+            "closest": used[:3], "largest_z": round(z, 2), "largest_z_at": where,
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def other_seeds(grid: Grid, baseline: list[RunRecord], out: Path, seeds: list[int]) -> list[dict]:
+    started = time.perf_counter()
+    records = run_cells(grid, grid.indexers, grid.tasks, out / "seeds", seeds=seeds)
+    return [judged(f"seed {seed}", {}, compare(baseline, [r for r in records if r.seed == seed], grid.tolerances),
+                   started) for seed in seeds]
+
+
+def variants(grid: Grid, baseline: list[RunRecord], out: Path, names: list[str], indexers: list[str] | None,
+             tasks: list[str] | None) -> list[dict]:
+    indexers = indexers or grid.indexers
+    tasks = tasks or grid.tasks
+    labels = {IndexerSpec.parse(spec).label for spec in indexers}  # records file options sorted
+    base = [r for r in baseline if r.indexer in labels and r.task in tasks]
+    if not base:
+        raise SystemExit(f"no baseline cell for indexers {sorted(labels)} and tasks {tasks}")
+    results = []
+    for name in names:
+        if name == "aten-avx512" and not cpu_has_avx512():
+            results.append({"variant": name, "passed": None, "why": "this CPU has no AVX-512"})
+            continue
+        started = time.perf_counter()
+        records = run_cells(grid, indexers, tasks, out / f"variant-{name}", VARIANTS[name])
+        results.append(judged(name, VARIANTS[name], compare(base, records, grid.tolerances), started))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["power", "planted", "variants", "seeds"])
+    parser.add_argument("--grid", type=Path, default=Path("benchmarks/grids/ci.toml"))
+    parser.add_argument("--baseline", type=Path, default=Path("benchmarks/baselines/ci.json"))
+    parser.add_argument("--out", type=Path, help="keep the runs' records here [default: a temporary folder]")
+    parser.add_argument("--variants", default="aten-default,aten-avx2,aten-avx512,avx2-machine,omp1,omp2")
+    parser.add_argument("--indexers", help="variants: only these baseline cells' indexers (comma-separated)")
+    parser.add_argument("--tasks", help="variants: only these tasks (comma-separated)")
+    parser.add_argument("--metrics", help="power: only these metrics (comma-separated)")
+    parser.add_argument("--seeds", default="10,11,12,13,14", help="seeds: the seeds to run (comma-separated)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    grid, baseline = load_grid(args.grid), read_records(args.baseline)
+    out = args.out or Path(tempfile.mkdtemp(prefix="indexbench-gate-check-"))
+    if args.command == "power":
+        results = power(grid, baseline, args.metrics.split(",") if args.metrics else None)
+        print(f"{'cell':<70} {'metric':<16} {'mean':>8} {'sd':>8} {'noise':>8} {'detects':>8}  rule")
+        for row in results:
+            print(f"{row['cell'][:70]:<70} {row['metric']:<16} {row['mean']:8.4f} {row['sd']:8.4f} "
+                  f"{row['noise']:8.4f} {row['detects']:8.4f}  {row['rule']}")
+        ok = True
+    elif args.command == "planted":
+        results = planted(grid, baseline, out)
+        for row in results:
+            worst = row.get("worst") or {}
+            state = "CAUGHT " if row["caught"] else "BLIND  " if row.get("blind") else "MISSED "
+            print(f"{state} {row['planted']}: {row.get('cell', '')} "
+                  f"{row.get('tasks', '')}; worst {worst.get('metric')} {worst.get('baseline', 0):.4f} → "
+                  f"{worst.get('current') or 0:.4f} (tolerance {worst.get('allowed', 0):.4f}, {worst.get('rule')}); "
+                  f"{row.get('seconds')} s")
+        for row in results:
+            if row.get("blind") and not row["caught"]:
+                print(f"    known blind spot: {row['blind']}")
+        ok = all(row["caught"] or row.get("blind") for row in results)
+    else:
+        if args.command == "seeds":
+            results = other_seeds(grid, baseline, out, [int(s) for s in args.seeds.split(",") if s])
+        else:
+            names = [n for n in args.variants.split(",") if n]
+            unknown = [n for n in names if n not in VARIANTS]
+            if unknown:
+                parser.error(f"unknown variant {unknown[0]!r}; valid: {', '.join(VARIANTS)}")
+            results = variants(grid, baseline, out, names, args.indexers.split(",") if args.indexers else None,
+                               args.tasks.split(",") if args.tasks else None)
+        for row in results:
+            state = {True: "PASSED", False: "FAILED", None: "SKIPPED"}[row["passed"]]
+            closest = "; ".join(f"{label} {metric} {used:.0%}" for used, label, metric in row.get("closest", []))
+            print(f"{state} {row['variant']} {row.get('env', '')}: {row.get('metrics_moved', 0)} metric(s) moved; "
+                  f"largest worsening {row.get('largest_z', 0)} x noise ({row.get('largest_z_at', '')}); "
+                  f"closest: {closest or 'none worse'}; {row.get('seconds', '')} s {row.get('why', '')}")
+            for failure in row.get("failed_cells", []):
+                print(f"    {failure}")
+        ok = all(row["passed"] is not False for row in results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

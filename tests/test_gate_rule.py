@@ -1,0 +1,215 @@
+"""The CI gate's machine-proof pieces (issue #27): the spread rule of `indexbench compare`,
+pinned threads, per-cell environment differences, and `indexbench baseline`."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from indexbench.cli import app
+from indexbench.compare import compare, environment, rows, summary
+from indexbench.errors import ConfigError
+from indexbench.gridfile import Tolerance, Tolerances, load_grid
+from indexbench.runner import run_grid
+from indexbench.store import RunRecord
+
+SPREAD = Tolerances(default=Tolerance(absolute=0.001), rule="spread", k=4.0)
+
+
+def _rec(metrics: dict[str, float], seed: int, *, indexer="a", per_query=None, versions=None, details=None,
+         task="document-retrieval") -> RunRecord:
+    return RunRecord(indexer=indexer, task=task, dataset="sample", status="ok", seed=seed, metrics=metrics,
+                     per_query=per_query or {}, versions=versions or {}, details=details or {})
+
+
+def _base(values: list[float], name: str = "ndcg@10") -> list[RunRecord]:
+    return [_rec({name: v}, seed) for seed, v in enumerate(values)]
+
+
+def test_a_seed_varying_metric_fails_beyond_k_times_the_noise_of_the_difference():
+    values = [0.50, 0.52, 0.48, 0.51, 0.49]  # sd 0.0158
+    sd = statistics.stdev(values)
+    noise = sd * (1 / 5 + 1 / 1) ** 0.5
+    edge = 0.50 - 4.0 * noise
+    inside = compare(_base(values), [_rec({"ndcg@10": edge + 0.002}, 0)], SPREAD)
+    (cell,) = inside.cells
+    (check,) = cell.metrics
+    assert cell.status == "ok" and check.rule == "spread"
+    assert check.noise == pytest.approx(noise) and check.allowed == pytest.approx(4.0 * noise)
+    assert check.used == pytest.approx((0.50 - edge - 0.002) / (4.0 * noise))
+    assert cell.label == "sample · document-retrieval · a · seeds 0,1,2,3,4 → 0"
+    outside = compare(_base(values), [_rec({"ndcg@10": edge - 0.002}, 0)], SPREAD)
+    assert [c.status for c in outside.failed] == ["regressed"]
+    assert "k × noise" in outside.failed[0].reason
+    # Three current seeds: their mean is judged, with the smaller noise of a mean of three, so a
+    # drop that one seed may show by chance fails at three.
+    drop = 0.50 - 3.5 * noise
+    assert not compare(_base(values), [_rec({"ndcg@10": drop}, 0)], SPREAD).failed
+    three = compare(_base(values), [_rec({"ndcg@10": drop}, s) for s in range(3)], SPREAD)
+    assert three.cells[0].metrics[0].noise == pytest.approx(sd * (1 / 5 + 1 / 3) ** 0.5)
+    assert three.failed
+    # A gain far beyond the tolerance passes, shown as improved.
+    better = compare(_base(values), [_rec({"ndcg@10": 0.70}, 0)], SPREAD)
+    assert not better.failed and better.cells[0].metrics[0].status == "improved"
+
+
+def _queries(values: list[float]) -> dict[str, dict[str, float]]:
+    return {f"q{i}": {"recall@1": v} for i, v in enumerate(values)}
+
+
+def test_a_seed_constant_metric_is_deterministic_and_keeps_the_tight_floor_with_p_values_shown():
+    hits = [1.0] * 30 + [0.0] * 30
+    base = [_rec({"recall@1": 0.5}, s, per_query=_queries(hits)) for s in range(5)]
+    same = compare(base, [_rec({"recall@1": 0.5}, 0, per_query=_queries(hits))], SPREAD)
+    (check,) = same.cells[0].metrics
+    assert check.rule == "fixed" and check.allowed == 0.001 and check.noise == 0.0 and not same.failed
+    assert (check.p_ttest, check.p_wilcoxon, check.n_queries) == (1.0, 1.0, 60)
+    # Two queries lost: the drop (0.033) is far beyond the floor, so it fails although a paired
+    # test over 60 queries cannot call it significant.
+    two = [0.0, 0.0] + hits[2:]
+    lost = compare(base, [_rec({"recall@1": 28 / 60}, 0, per_query=_queries(two))], SPREAD)
+    (check,) = lost.cells[0].metrics
+    assert lost.failed and check.p_ttest > 0.1
+    assert rows(lost)[0][5] == "±0.0010 fixed"
+    # A last-digit change passes.
+    assert not compare(base, [_rec({"recall@1": 0.4995}, 0)], SPREAD).failed
+
+
+def test_in_a_seed_dependent_cell_a_metric_equal_at_every_seed_may_still_move_by_one_query():
+    hits = [1.0] * 6 + [0.0] * 6
+    base = [_rec({"recall@10": 0.5, "ndcg@5": 0.40 + 0.01 * s}, s, per_query=_queries(hits)) for s in range(5)]
+    # recall@10 was 0.5 at every seed, but the cell is trained (ndcg@5 varies): one query of 12
+    # (1/12) is noise, two are not.
+    one = compare(base, [_rec({"recall@10": 0.5 - 1 / 12, "ndcg@5": 0.42}, 0, per_query=_queries(hits))], SPREAD)
+    check = one.cells[0].metrics[0]
+    assert check.rule == "spread" and check.allowed == pytest.approx(1 / 12) and not one.failed
+    two = compare(base, [_rec({"recall@10": 0.5 - 2 / 12, "ndcg@5": 0.42}, 0, per_query=_queries(hits))], SPREAD)
+    assert two.failed and "recall@10" in two.failed[0].reason
+
+
+def test_a_rise_is_the_regression_of_a_lower_is_better_metric():
+    base = [_rec({"collision_rate": v, "ami_l2": 0.6}, s, task="id-quality") for s, v in
+            enumerate([0.30, 0.31, 0.29, 0.30, 0.30])]
+    fewer = compare(base, [_rec({"collision_rate": 0.10, "ami_l2": 0.6}, 0, task="id-quality")], SPREAD)
+    assert not fewer.failed and fewer.cells[0].metrics[0].status == "improved"
+    more = compare(base, [_rec({"collision_rate": 0.50, "ami_l2": 0.6}, 0, task="id-quality")], SPREAD)
+    assert more.failed and more.cells[0].metrics[0].lower_is_better
+    # The per-seed rule knows the direction too.
+    assert not compare(base[:1], [_rec({"collision_rate": 0.10, "ami_l2": 0.6}, 0, task="id-quality")]).failed
+
+
+def test_compare_names_each_cells_environment_differences_and_how_close_a_pass_came():
+    old = {"cpu": "x86_64 avx512", "threads": "2", "torch": "2.13.0", "plugin:a": "1"}
+    base = [_rec({"ndcg@10": v}, s, versions=old, details={"indexer": {"precision": "bf16",
+                                                                        "options": {"precision": "auto"}}})
+            for s, v in enumerate([0.50, 0.52, 0.48, 0.51, 0.49])]
+    new = {**old, "cpu": "x86_64 avx2", "threads": "1"}
+    assert environment(base[0]) == {"cpu": "x86_64 avx512", "threads": "2", "torch": "2.13.0", "precision": "bf16"}
+    current = [_rec({"ndcg@10": 0.40}, 0, versions=new, details={"indexer": {"precision": "fp32"}})]
+    failed = compare(base, current, SPREAD)
+    assert failed.cells[0].environment == ["cpu: x86_64 avx512 → x86_64 avx2", "precision: bf16 → fp32",
+                                           "threads: 2 → 1"]
+    text = summary(failed)
+    assert "[environment differs: cpu: x86_64 avx512 → x86_64 avx2; precision: bf16 → fp32; threads: 2 → 1]" in text
+    same = compare(base, [_rec({"ndcg@10": 0.47}, 0, versions=old,
+                               details={"indexer": {"precision": "bf16"}})], SPREAD)
+    assert not same.failed and same.cells[0].environment == []
+    text = summary(same)
+    used = same.cells[0].metrics[0].used
+    assert f"closest to failing: sample · document-retrieval · a · seeds 0,1,2,3,4 → 0, ndcg@10 used {used:.0%}" in text
+    assert rows(same)[0][6] == f"{used:.0%}"
+
+
+def test_a_baseline_cell_missing_or_failing_now_fails_the_spread_rule_too():
+    base = _base([0.5, 0.52]) + [_rec({"ndcg@10": 0.3}, s, indexer="b") for s in range(2)]
+    broken = RunRecord(indexer="b", task="document-retrieval", dataset="sample", status="error", seed=0,
+                       reason="RuntimeError: boom")
+    result = compare(base, [_rec({"ndcg@10": 0.5}, 0), broken, _rec({"ndcg@10": 1.0}, 0, indexer="c")], SPREAD)
+    assert {c.key[2]: c.status for c in result.cells} == {"a": "ok", "b": "error", "c": "new"}
+    assert compare(base, [_rec({"ndcg@10": 0.5}, 0)], SPREAD).failed[0].status == "missing"
+
+
+def test_grid_files_take_threads_baseline_seeds_and_the_spread_rule(tmp_path):
+    path = tmp_path / "g.toml"
+    path.write_text('indexers = ["bm25"]\nseeds = [0]\nbaseline_seeds = [0, 1, 2]\nthreads = 2\n'
+                    '[tolerance]\nrule = "spread"\nk = 5\n')
+    grid = load_grid(path)
+    assert grid.baseline_seeds == [0, 1, 2] and grid.threads == 2
+    assert (grid.tolerances.rule, grid.tolerances.k) == ("spread", 5.0)
+    for bad, message in (("threads = 0\n", "'threads' must be an integer >= 1"),
+                         ('baseline_seeds = "0"\n', "'baseline_seeds' must be a non-empty list of integers"),
+                         ('[tolerance]\nrule = "mean"\n', "'tolerance.rule' must be one of fixed, spread"),
+                         ("[tolerance]\nk = -1\n", "'tolerance.k' must be a number >= 0")):
+        path.write_text('indexers = ["bm25"]\n' + bad)
+        with pytest.raises(ConfigError, match=message):
+            load_grid(path)
+
+
+def test_pinned_threads_hold_for_torch_and_every_torch_cell_records_its_thread_count(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    before = torch.get_num_threads()
+    try:
+        records = run_grid(["random-ids:backbone=tiny:max_steps=2:num_beams=2"], ["id-quality"], ["sample"],
+                           store=False, use_cache=False, device="cpu", threads=1)
+        assert records[0].status == "ok" and records[0].versions["threads"] == "1"
+        assert torch.get_num_threads() == 1
+        with pytest.raises(ConfigError, match="--threads must be an integer >= 1"):
+            run_grid(["bm25"], ["product-search"], store=False, threads=0)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_indexbench_baseline_records_every_cell_at_the_baseline_seeds_on_a_private_store(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("INDEXBENCH_RESULTS", str(home / "results.sqlite"))
+    monkeypatch.setenv("INDEXBENCH_CACHE", str(home / "cache"))
+    grid = tmp_path / "g.toml"
+    grid.write_text('indexers = ["bm25"]\ntasks = ["product-search", "id-quality"]\nseeds = [0]\n'
+                    'baseline_seeds = [0, 1]\n[tolerance]\nrule = "spread"\n')
+    out = tmp_path / "base.json"
+    result = CliRunner().invoke(app, ["baseline", "--grid", str(grid), "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    records = json.loads(out.read_text())
+    assert sorted((r["task"], r["seed"]) for r in records) == [("id-quality", 0), ("id-quality", 1),
+                                                               ("product-search", 0), ("product-search", 1)]
+    assert not home.exists()  # neither the user's store nor their cache was touched
+    # The gate then passes a one-seed run of the same grid against it.
+    run = tmp_path / "run.json"
+    assert CliRunner().invoke(app, ["run", "--grid", str(grid), "--json", str(run), "--store",
+                                    str(tmp_path / "r.sqlite"), "-q"]).exit_code == 0
+    gate = CliRunner().invoke(app, ["compare", str(out), str(run), "--grid", str(grid), "--format", "markdown"])
+    assert gate.exit_code == 0, gate.output
+    assert "seeds 0,1 → 0" in gate.stdout and "±0.0010 fixed" in gate.stdout
+    # A cell that fails: exit 1, nothing written.
+    grid.write_text('indexers = ["bm25", "hc:backbone=/no/such/model"]\ntasks = ["product-search"]\n'
+                    'baseline_seeds = [0, 1]\n')
+    failing = tmp_path / "failing.json"
+    result = CliRunner().invoke(app, ["baseline", "--grid", str(grid), "--out", str(failing), "-q"])
+    assert result.exit_code in (1, 2) and not failing.exists()
+
+
+def test_the_committed_baseline_holds_every_cell_of_the_ci_grid_at_every_baseline_seed_as_pinned():
+    from indexbench.registry import IndexerSpec, get_registry
+    from indexbench.store import read_records
+
+    root = Path(__file__).parents[1]
+    grid = load_grid(root / "benchmarks" / "grids" / "ci.toml")
+    records = read_records(root / "benchmarks" / "baselines" / "ci.json")
+    tasks = grid.tasks or sorted(get_registry().tasks)
+    cells = {(r.dataset, r.task, r.indexer, r.seed) for r in records}
+    labels = [IndexerSpec.parse(i).label for i in grid.indexers]
+    expected = {(d, t, i, s) for d in grid.datasets for t in tasks for i in labels for s in grid.baseline_seeds}
+    assert cells == expected and len(records) == len(expected)
+    assert grid.tolerances.rule == "spread" and grid.threads and grid.device == "cpu"
+    for record in records:
+        assert record.status != "error", (record.indexer, record.task, record.reason)
+        if record.status == "ok" and "threads" in record.versions:
+            assert record.versions["threads"] == str(grid.threads)
+        # What `auto` would resolve by the machine is pinned: every precision resolved to fp32.
+        assert set(environment(record).get(k, "fp32") for k in ("precision", "encoder_precision")) == {"fp32"}
