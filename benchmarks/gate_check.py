@@ -219,10 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         for row in results:
             worst = row.get("worst") or {}
             state = "CAUGHT " if row["caught"] else "BLIND  " if row.get("blind") else "MISSED "
-            print(f"{state} {row['planted']}: {row.get('cell', '')} "
-                  f"{row.get('tasks', '')}; worst {worst.get('metric')} {worst.get('baseline', 0):.4f} → "
-                  f"{worst.get('current') or 0:.4f} (tolerance {worst.get('allowed', 0):.4f}, {worst.get('rule')}); "
-                  f"{row.get('seconds')} s")
+            moved = (f"worst {worst['metric']} {worst['baseline']:.4f} → {worst['current']:.4f} (tolerance "
+                     f"{worst['allowed']:.4f}, {worst['rule']})" if worst else "no metric got worse")
+            print(f"{state} {row['planted']}: {row.get('cell', row.get('why', ''))} {row.get('tasks', '')}; {moved}; "
+                  f"{row.get('seconds', 0)} s")
         for row in results:
             if row.get("blind") and not row["caught"]:
                 print(f"    known blind spot: {row['blind']}")

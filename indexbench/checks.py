@@ -55,7 +55,7 @@ class MetricCheck:
         """The share of the tolerance the change used up (1 = at the edge); None when it got
         better or no tolerance applies."""
         worse = self.worsening
-        if worse is None or worse <= 0 or self.allowed <= 0:
+        if worse is None or worse <= 1e-12 or self.allowed <= 0:
             return None
         return worse / self.allowed
 

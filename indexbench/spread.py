@@ -56,11 +56,11 @@ def compare_spread(baseline: Sequence[RunRecord], current: Sequence[RunRecord],
     for group, seeds in base.items():
         key = (*group, min(seeds))
         ok = {s: r for s, r in seeds.items() if r.status == "ok"}
+        mine = now.pop(group, {})
         if not ok:
             first = seeds[min(seeds)]
             cells.append(CellCheck(key, "skipped", f"baseline cell is {first.status}: {first.reason}"))
             continue
-        mine = now.pop(group, {})
         if not mine:
             cells.append(CellCheck(key, "missing", "the baseline has this cell; the current run does not"))
             continue

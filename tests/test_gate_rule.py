@@ -131,6 +131,11 @@ def test_a_baseline_cell_missing_or_failing_now_fails_the_spread_rule_too():
     result = compare(base, [_rec({"ndcg@10": 0.5}, 0), broken, _rec({"ndcg@10": 1.0}, 0, indexer="c")], SPREAD)
     assert {c.key[2]: c.status for c in result.cells} == {"a": "ok", "b": "error", "c": "new"}
     assert compare(base, [_rec({"ndcg@10": 0.5}, 0)], SPREAD).failed[0].status == "missing"
+    # A cell skipped on both sides is one skipped row, not also a new one.
+    skip = [RunRecord(indexer="s", task="id-quality", dataset="sample", status="skipped", seed=s, reason="no IDs")
+            for s in range(2)]
+    both = compare(skip, skip[:1], SPREAD)
+    assert [(c.key[2], c.status) for c in both.cells] == [("s", "skipped")]
 
 
 def test_grid_files_take_threads_baseline_seeds_and_the_spread_rule(tmp_path):
