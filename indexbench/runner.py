@@ -209,7 +209,7 @@ def run_grid(
         if resume:
             finished = [r for r in store.records() if r.status in REUSABLE_STATUSES]
             for i, (cell, one) in enumerate(plan):
-                match = next((r for r in reversed(finished) if reusable(r, cell, one, versions)), None)
+                match = next((r for r in reversed(finished) if reusable(r, cell, one, versions, threads)), None)
                 if match is not None:
                     done[i] = match
         # A resumed grid continues the grid its finished cells came from (the latest of them).
@@ -257,17 +257,20 @@ kind and the dataset's content, both part of the match, so running the cell agai
 file the same skip once more). Errors always run again."""
 
 
-def reusable(record: RunRecord, cell: Cell, seed: int, versions: dict[str, str]) -> bool:
+def reusable(record: RunRecord, cell: Cell, seed: int, versions: dict[str, str],
+             threads: int | None = None) -> bool:
     """Whether a stored ``ok`` or ``skipped`` record is this cell's result: same indexer and
     options, task, dataset (label and content fingerprint), seed, and the same indexbench and
-    plugin versions."""
+    plugin versions; with ``threads`` pinned, also run at that thread count (a record whose cell
+    never loaded torch has none, and any count gives it)."""
     plugin = f"plugin:{cell.entry.plugin}"
     config_hash = fingerprint_of([cell.entry.name, dataclasses.asdict(cell.config), cell.task.name, seed])
     return (record.status in REUSABLE_STATUSES and record.indexer == cell.spec.label and record.task == cell.task.name
             and record.dataset == cell.dataset.name and int(record.seed) == seed
             and record.dataset_fingerprint == cell.dataset.fingerprint and record.config_hash == config_hash
             and record.versions.get("indexbench") == versions.get("indexbench")
-            and record.versions.get(plugin) == _plugin_version(cell.entry))
+            and record.versions.get(plugin) == _plugin_version(cell.entry)
+            and (threads is None or record.versions.get("threads", str(threads)) == str(threads)))
 
 
 @dataclasses.dataclass
@@ -358,7 +361,9 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 def pin_threads(threads: int) -> None:
     """Run torch (and the OpenMP and MKL runtimes it loads) with ``threads`` intra-op threads,
     whatever the machine's core count or ``OMP_NUM_THREADS``: sums split over another number of
-    threads round differently, and a trained cell amplifies that into other numbers."""
+    threads round differently, and a trained cell amplifies that into other numbers. The setting
+    holds for the rest of the process (torch has one thread pool), and the environment
+    variables pass it on to child processes."""
     for name in THREAD_VARIABLES:  # for a torch not imported yet, and for child processes
         os.environ[name] = str(threads)
     if "torch" in sys.modules:

@@ -164,6 +164,14 @@ def test_pinned_threads_hold_for_torch_and_every_torch_cell_records_its_thread_c
                            store=False, use_cache=False, device="cpu", threads=1)
         assert records[0].status == "ok" and records[0].versions["threads"] == "1"
         assert torch.get_num_threads() == 1
+        # --resume takes a stored cell only if it ran at the pinned thread count.
+        store = tmp_path / "r.sqlite"
+        spec = ["random-ids:backbone=tiny:max_steps=2:num_beams=2"]
+        run_grid(spec, ["id-quality"], store=store, use_cache=False, device="cpu", threads=1)
+        assert run_grid(spec, ["id-quality"], store=store, use_cache=False, device="cpu", threads=1,
+                        resume=True).reused == 1
+        again = run_grid(spec, ["id-quality"], store=store, use_cache=False, device="cpu", threads=2, resume=True)
+        assert again.reused == 0 and again[0].versions["threads"] == "2"
         with pytest.raises(ConfigError, match="--threads must be an integer >= 1"):
             run_grid(["bm25"], ["product-search"], store=False, threads=0)
     finally:
