@@ -32,10 +32,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from indexbench.checks import by_group
 from indexbench.compare import compare
 from indexbench.gridfile import Grid, load_grid
 from indexbench.registry import IndexerSpec
-from indexbench.spread import by_group
 from indexbench.store import RunRecord, read_records
 
 

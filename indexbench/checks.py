@@ -8,6 +8,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .store import RunRecord, cell_key
+
 COMPARED_TIMINGS = ("fit_s", "search_s", "index_s")
 """Timings compared when timing tolerances are on (queries/s and latencies follow from these)."""
 
@@ -18,6 +20,17 @@ largest group sharing a full ID. Every other metric is higher-is-better."""
 
 def lower_is_better(metric: str) -> bool:
     return metric in LOWER_IS_BETTER
+
+
+def by_group(records: Sequence[RunRecord], *, ok_only: bool = False) -> dict[tuple[str, str, str], dict[int, RunRecord]]:
+    """Records by cell (dataset, task, indexer), then by seed; ``ok_only`` drops the rest."""
+    groups: dict[tuple[str, str, str], dict[int, RunRecord]] = {}
+    for record in records:
+        if ok_only and record.status != "ok":
+            continue
+        dataset, task, indexer, seed = cell_key(record)
+        groups.setdefault((dataset, task, indexer), {})[seed] = record
+    return groups
 
 
 @dataclass

@@ -28,6 +28,7 @@ from .checks import (
     CellCheck,
     Comparison,
     MetricCheck,
+    by_group,
     describe,
     lower_is_better,
     paired_tests,
@@ -140,8 +141,6 @@ def environment_changes(baseline: Sequence[RunRecord], current: Sequence[RunReco
 def _name_cell_environments(cells: list[CellCheck], baseline: Sequence[RunRecord],
                             current: Sequence[RunRecord]) -> None:
     """Each cell's own environment differences (its seeds on each side)."""
-    from .spread import by_group
-
     base, now = by_group(baseline), by_group(current)
     for cell in cells:
         group = cell.key[:3]
@@ -155,20 +154,11 @@ def _name_cell_environments(cells: list[CellCheck], baseline: Sequence[RunRecord
             cell.environment = environment_changes(before, after)
 
 
-def _by_group(records: Sequence[RunRecord]) -> dict[tuple[str, str, str], dict[int, RunRecord]]:
-    groups: dict[tuple[str, str, str], dict[int, RunRecord]] = {}
-    for record in records:
-        if record.status == "ok":
-            dataset, task, indexer, seed = cell_key(record)
-            groups.setdefault((dataset, task, indexer), {})[seed] = record
-    return groups
-
-
 def _with_seed_means(cells: list[CellCheck], baseline: Sequence[RunRecord], current: Sequence[RunRecord],
                      tolerances: Tolerances) -> list[CellCheck]:
     """Insert a mean-of-seeds row after the last seed of every cell that ran with several seeds on
     either side, and decide which rows gate (``tolerances.seeds``)."""
-    base, now = _by_group(baseline), _by_group(current)
+    base, now = by_group(baseline, ok_only=True), by_group(current, ok_only=True)
     means: dict[tuple[str, str, str], CellCheck] = {}
     for group, seeds in base.items():
         mine = now.get(group, {})
@@ -227,8 +217,8 @@ def _timing(name: str, base: float, cur: RunRecord, relative: float) -> MetricCh
 
 def add_significance(comparison: Comparison, baseline: Sequence[RunRecord], current: Sequence[RunRecord]) -> None:
     """Paired tests of every metric whose per-query values both sides kept; a mean-of-seeds row
-    pairs every (seed, query) both sides scored. Spread-rule cells have theirs already (the rule
-    uses them)."""
+    pairs every (seed, query) both sides scored. Spread-rule cells have theirs already (each
+    side's seeds averaged per query; shown, not gated on)."""
     base = {cell_key(r): r for r in baseline}
     now = {cell_key(r): r for r in current}
     for cell in comparison.cells:
@@ -254,8 +244,8 @@ def add_significance(comparison: Comparison, baseline: Sequence[RunRecord], curr
 
 COLUMNS = ["cell", "metric", "baseline", "current", "Δ", "tolerance", "used", "p (t)", "p (W)", "status"]
 """``used``: the share of the tolerance the change used up in the worse direction (100 % = the
-edge); with the spread rule the tolerance column also names its kind: ``k·noise`` (seed-varying)
-or ``fixed`` (seed-constant)."""
+edge); with the spread rule the tolerance column also names its kind: ``k·noise`` (a
+seed-dependent cell) or ``fixed`` (a deterministic one)."""
 
 
 def rows(comparison: Comparison) -> list[list[str]]:

@@ -18,6 +18,8 @@ seeds (``indexbench baseline``), and each cell is judged by the kind of noise it
   shown beside it, not used: on the sample data's 60 queries they called neither a dual encoder
   reading 16 document tokens nor bm25 with k1 = 0 significant at 0.05.
 
+A baseline of one seed has no spread to measure: every cell is then judged as deterministic.
+
 ``k`` is the grid's (`indexbench.gridfile.Tolerances`); README "Use it as a CI
 gate" says how the defaults were measured.
 """
@@ -29,23 +31,19 @@ import statistics
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .checks import COMPARED_TIMINGS, CellCheck, MetricCheck, describe, lower_is_better, paired_tests
-from .store import cell_key
+from .checks import (
+    COMPARED_TIMINGS,
+    CellCheck,
+    MetricCheck,
+    by_group,
+    describe,
+    lower_is_better,
+    paired_tests,
+)
 
 if TYPE_CHECKING:
     from .gridfile import Tolerances
     from .store import RunRecord
-
-Group = tuple[str, str, str]  # dataset, task, indexer
-
-
-def by_group(records: Sequence[RunRecord]) -> dict[Group, dict[int, RunRecord]]:
-    groups: dict[Group, dict[int, RunRecord]] = {}
-    for record in records:
-        dataset, task, indexer, seed = cell_key(record)
-        groups.setdefault((dataset, task, indexer), {})[seed] = record
-    return groups
-
 
 def compare_spread(baseline: Sequence[RunRecord], current: Sequence[RunRecord],
                    tolerances: Tolerances) -> list[CellCheck]:
