@@ -147,7 +147,20 @@ class RetrievingIndexer(Protocol):
 
 @runtime_checkable
 class IdIndexer(Protocol):
+    """Assigns every document of a corpus a semantic ID.
+
+    After `assign_ids` an ID indexer may also expose ``fit_metrics``, a mapping of names to
+    finite numbers, higher better, that say how well its own training fitted (LMIndexer: how far
+    its reconstructor got below the unigram baseline). The id-quality task records them as
+    ``fit_<name>`` metrics beside the ID metrics, so the gate checks them like any other: a
+    regression in training that leaves the IDs unchanged still shows.
+    """
+
     def assign_ids(self, corpus: Corpus, ctx: RunContext) -> SemanticIds: ...
+
+
+FIT_METRIC_PREFIX = "fit_"
+"""How the id-quality task names an indexer's `fit_metrics` in a record."""
 
 
 Indexer = RetrievingIndexer | IdIndexer
@@ -191,7 +204,7 @@ class Task(Protocol):
 
 
 __all__ = [
-    "Corpus", "Dataset", "IdIndexer", "Indexer", "Progress", "ProgressTask", "Qrels", "Queries",
+    "FIT_METRIC_PREFIX", "Corpus", "Dataset", "IdIndexer", "Indexer", "Progress", "ProgressTask", "Qrels", "Queries",
     "QuerySet", "Ranking", "RetrievalProblem", "Retriever", "RetrievingIndexer", "RunContext",
     "SemanticIds", "SilentProgress", "Task", "TaskResult", "indexer_name",
 ]

@@ -122,3 +122,38 @@ def test_skip_reasons():
 def test_invalid_ids_are_rejected_clearly():
     with pytest.raises(ValueError, match="bad assigned invalid semantic IDs"):
         IdQualityTask().evaluate(BadIndexer(), toy_dataset(), RunContext())
+
+
+class FittingIndexer(CategoryIndexer):
+    """Reports how its training fitted, as `IdIndexer` allows, once its IDs are assigned."""
+
+    name = "fitting"
+
+    def __init__(self, reported):
+        super().__init__()
+        self.reported = reported
+
+    def assign_ids(self, corpus, ctx):
+        self.fit_metrics = self.reported
+        return super().assign_ids(corpus, ctx)
+
+
+def test_an_indexers_fit_metrics_are_recorded_beside_the_id_metrics():
+    m = IdQualityTask().evaluate(FittingIndexer({"loss_below_baseline": 0.25, "epochs": 3}), toy_dataset(),
+                                 RunContext()).metrics
+    assert m["fit_loss_below_baseline"] == 0.25
+    assert m["fit_epochs"] == 3.0 and isinstance(m["fit_epochs"], float)
+    assert m["ami_l2"] == pytest.approx(1.0)  # the ID metrics are untouched
+    assert not any(name.startswith("fit_") for name in
+                   IdQualityTask().evaluate(CategoryIndexer(), toy_dataset(), RunContext()).metrics)
+
+
+@pytest.mark.parametrize(("reported", "message"), [
+    ({"loss": float("nan")}, r"fitting.fit_metrics\['loss'\] is nan, not a finite number"),
+    ({"loss": "low"}, r"fitting.fit_metrics\['loss'\] is 'low', not a finite number"),
+    ({"converged": True}, r"fitting.fit_metrics\['converged'\] is True, not a finite number"),
+    ([0.5], r"fitting.fit_metrics is list, not a mapping of names to numbers"),
+])
+def test_bad_fit_metrics_are_rejected_clearly(reported, message):
+    with pytest.raises((TypeError, ValueError), match=message):
+        IdQualityTask().evaluate(FittingIndexer(reported), toy_dataset(), RunContext())

@@ -423,6 +423,20 @@ def test_schedule_runs_end_to_end_on_the_tiny_backbone_and_is_deterministic():
     assert b.assign_ids(corpus, RunContext(seed=3)).ids == ids.ids
 
 
+def test_fit_metrics_are_the_reconstructors_final_diagnostics_and_the_warmup_raises_them():
+    corpus = small_corpus()
+    warmed = make(reconstructor_warmup_steps=150, diagnostics_documents=30)
+    warmed.assign_ids(corpus, RunContext(seed=0))
+    last = warmed.details["phases"][-1]
+    assert warmed.fit_metrics == {"reconstruction_nats_below_unigram": last["nats_below_unigram"],
+                                  "reconstruction_macro_f1": last["macro_f1"]}
+    cold = make(reconstructor_warmup=False, diagnostics_documents=30)
+    cold.assign_ids(corpus, RunContext(seed=0))
+    # What the gate's planted "no reconstructor warm-up" regression relies on (Fig. 4(a)).
+    assert (warmed.fit_metrics["reconstruction_nats_below_unigram"]
+            > cold.fit_metrics["reconstruction_nats_below_unigram"] + 0.05)
+
+
 def test_ablations_drop_their_losses():
     corpus = small_corpus(16)
     indexer = make(contrastive=False, commitment=False, encoder_warmup=False, reconstructor_warmup=False)

@@ -8,12 +8,14 @@ Categories never enter document text, so this is an honest test of what the IDs 
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from ..data import Corpus, Dataset, SemanticIds
 from ..metrics import ami, id_diagnostics
-from ..protocols import IdIndexer, RunContext, TaskResult
+from ..protocols import FIT_METRIC_PREFIX, IdIndexer, RunContext, TaskResult
 from ..protocols import indexer_name as _label
 
 LEVELS = (2, 3)
@@ -36,6 +38,22 @@ def _check_ids(ids: Any, corpus: Corpus, indexer: Any) -> None:
         )
 
 
+def _fit_metrics(indexer: Any) -> dict[str, float]:
+    """The indexer's own `fit_metrics` (see `IdIndexer`), named ``fit_<name>``; a clear error for
+    anything that is not a mapping of names to finite numbers."""
+    reported = getattr(indexer, "fit_metrics", None)
+    if reported is None:
+        return {}
+    if not isinstance(reported, Mapping):
+        raise TypeError(f"{_label(indexer)}.fit_metrics is {type(reported).__name__}, not a mapping of names to numbers")
+    out = {}
+    for name, value in reported.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{_label(indexer)}.fit_metrics[{name!r}] is {value!r}, not a finite number")
+        out[f"{FIT_METRIC_PREFIX}{name}"] = float(value)
+    return out
+
+
 class IdQualityTask:
     """AMI between ID prefixes and categories, plus ID usage diagnostics.
 
@@ -53,6 +71,8 @@ class IdQualityTask:
       the paper's authors' script compares with the first ID position for Table 1.
     * the diagnostics of `id_diagnostics`: ``perplexity@t``, ``utilization@t``, ``diff_ratio@t``,
       ``collision_rate``, ``max_docs_per_prefix``.
+    * ``fit_<name>`` -- what the indexer reports about its own training (`IdIndexer`'s
+      ``fit_metrics``), higher better.
 
     An AMI is left out when fewer than two items reach its level.
     """
@@ -94,6 +114,7 @@ class IdQualityTask:
             if key != "path":
                 metrics[f"ami_{key}"] = metrics[f"ami_{key}@1"]
         metrics.update(id_diagnostics(ids))
+        metrics.update(_fit_metrics(indexer))
 
         return TaskResult(
             metrics=metrics,

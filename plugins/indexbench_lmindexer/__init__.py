@@ -227,6 +227,7 @@ class LMIndexer:
         self.config.validate()
         self.config.apply_schedule()
         self.details: dict[str, Any] = {}
+        self.fit_metrics: dict[str, float] = {}  # the reconstructor's final diagnostics (id-quality records them)
         self._trained: dict[str, Any] | None = None  # where the trained model is, once known
 
     # ----------------------------------------------------------------- ID learning
@@ -313,6 +314,7 @@ class LMIndexer:
             "phases": report["phases"], "curves": report["curves"], "plot": report["plot"],
             "unigram_baseline_nats": report.get("unigram_baseline_nats"),
         }
+        self.fit_metrics = reconstruction_fit(report["phases"])
         return ids
 
     # ----------------------------------------------------------------- downstream
@@ -358,6 +360,19 @@ class LMIndexer:
 
     def __repr__(self) -> str:
         return f"LMIndexer({dataclasses.asdict(self.config)})"
+
+
+def reconstruction_fit(phases: list[dict[str, Any]]) -> dict[str, float]:
+    """How well the reconstructor reconstructs when training ends: its loss below the corpus
+    unigram's (nats a token) and its token macro-F1 -- Fig. 4(a)'s measure of reconstructor
+    collapse, what the warm-up of Eq. 12 exists to prevent -- from the last phase that measured
+    them."""
+    measured = [p for p in phases if "nats_below_unigram" in p]
+    if not measured:
+        return {}
+    last = measured[-1]
+    return {"reconstruction_nats_below_unigram": float(last["nats_below_unigram"]),
+            "reconstruction_macro_f1": float(last["macro_f1"])}
 
 
 @hookimpl
