@@ -35,7 +35,7 @@ from pathlib import Path
 from indexbench.checks import by_group
 from indexbench.compare import compare
 from indexbench.gridfile import Grid, load_grid
-from indexbench.registry import IndexerSpec
+from indexbench.specs import IndexerSpec
 from indexbench.store import RunRecord, read_records
 
 

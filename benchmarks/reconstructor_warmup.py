@@ -48,7 +48,8 @@ def main() -> None:
     from indexbench.datasets.amazon import load_lcrec
     from indexbench.generative.backbones import load_backbone
     from indexbench.protocols import RunContext
-    from indexbench.registry import build_config, get_registry
+    from indexbench.registry import get_registry
+    from indexbench.specs import build_config
 
     data = Path(sys.argv[1] if len(sys.argv) > 1 else ROOT.parent / "shared" / "data")
     steps = int(sys.argv[2]) if len(sys.argv) > 2 else 272

@@ -32,7 +32,8 @@ def main() -> None:
     from indexbench.cache import ArtifactCache
     from indexbench.metrics import ranking_metrics
     from indexbench.protocols import RunContext
-    from indexbench.registry import IndexerSpec, get_registry
+    from indexbench.registry import get_registry
+    from indexbench.specs import IndexerSpec
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", default="seal:max_steps=200")

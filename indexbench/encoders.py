@@ -36,8 +36,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import distributed
 from .data import fingerprint_of
+from .entries import EncoderEntry
+from .hookspecs import hookimpl
 from .protocols import Progress, SilentProgress
-from .registry import EncoderEntry
 from .tokenization import special_template
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -479,6 +480,12 @@ def builtin_encoders() -> list[EncoderEntry]:
             description="random 2-layer 32-d BERT with the MiniLM tokenizer; for tests only",
         ),
     ]
+
+
+@hookimpl
+def register_encoders(register):
+    for entry in builtin_encoders():
+        register(entry)
 
 
 def make_encoder(name: str, device: str = "cpu", precision: str = "auto") -> TextEncoder:

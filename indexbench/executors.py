@@ -9,18 +9,15 @@ either executor.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
 
+from .cells import CellJob, CellResources, Keep
+from .environment import resolve_device
 from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .protocols import Progress, ProgressTask
-    from .runner import CellJob
-    from .store import RunRecord
-
-Keep = Callable[["CellJob", "RunRecord"], None]
 
 
 class Executor(Protocol):
@@ -44,8 +41,6 @@ class LocalExecutor:
     """Cells one after another, in this process, with the caller's progress bars."""
 
     def resolve_device(self, device: str) -> str:
-        from .runner import resolve_device
-
         return resolve_device(device)
 
     def run(self, jobs: Sequence[CellJob], *, keep: Keep, progress: Progress, grid_bar: ProgressTask,
@@ -57,21 +52,6 @@ class LocalExecutor:
 
     def close(self) -> None:
         pass
-
-
-@dataclass
-class CellResources:
-    """What one cell asks the scheduler for; None means "derive it from the cell"."""
-
-    cpus: float | None = None
-    gpus: float | None = None
-
-    def for_cell(self, job: CellJob) -> dict[str, Any]:
-        """One CPU; one GPU when the cells run on cuda and the indexer uses the device (its
-        `IndexerEntry.uses_device`); either overridden by the user's figure."""
-        uses_gpu = job.device == "cuda" and job.cell.entry.uses_device
-        return {"num_cpus": 1.0 if self.cpus is None else self.cpus,
-                "num_gpus": (1.0 if uses_gpu else 0.0) if self.gpus is None else self.gpus}
 
 
 EXECUTORS = ("local", "ray")

@@ -21,12 +21,11 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .cells import CellJob, CellResources, Keep
 from .errors import ConfigError, IndexbenchError
-from .executors import CellResources, Keep
 
 if TYPE_CHECKING:
     from .protocols import Progress, ProgressTask
-    from .runner import CellJob
     from .store import RunRecord
 
 INSTALL_HINT = 'pip install "indexbench[ray]"'

@@ -1,9 +1,10 @@
 """Plugin loading and the registry of everything plugins register.
 
 Plugins come from the entry-point group ``indexbench`` (the built-in methods in ``plugins/``
-included) plus the core's own built-ins (tasks, dataset formats, encoders), which register through
-the very same hooks. A plugin that fails to import, or whose hook raises, is recorded with its
-error and skipped: one broken third-party package must not take the whole tool down.
+included) plus the core's own built-ins (`DEFAULT_PLUGINS`: tasks, dataset formats, encoders,
+backbones), loaded by module name and called through the very same hooks. A plugin that fails
+to import, or whose hook raises, is recorded with its error and skipped: one broken third-party
+package must not take the whole tool down.
 
 Names are resolved deterministically, whatever order entry points come in: the core and the
 methods shipped with indexbench load first and keep their names; a third-party plugin that
@@ -15,76 +16,20 @@ names both plugins and how to disable one.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import importlib.metadata
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pluggy
 
 from . import hookspecs
+from .entries import BackboneEntry, DatasetEntry, EncoderEntry, IndexerEntry, NoOptions
 from .errors import ConfigError, UnknownNameError
 
 ENTRY_POINT_GROUP = "indexbench"
-
-
-@dataclass
-class NoOptions:
-    """Config class of an indexer that takes no options."""
-
-
-@dataclass(frozen=True)
-class IndexerEntry:
-    name: str
-    factory: Callable[[Any], Any]
-    config_class: type = NoOptions
-    description: str = ""
-    kind: Literal["retrieval", "ids"] = "retrieval"
-    plugin: str = ""
-    uses_device: bool = True
-    """Whether its cells run on the accelerator when ``--device cuda``: a Ray executor gives
-    each such cell a GPU. False for a CPU-only method (BM25)."""
-
-
-@dataclass(frozen=True)
-class DatasetEntry:
-    """A named dataset. ``load(directory)`` returns a `Dataset`; ``directory`` is where its files
-    live (None for datasets generated in code). ``files`` lists the paths, relative to that
-    directory, that must exist; ``subdir`` is its folder name under the data directory.
-
-    A dataset with options (``--dataset name:key=value``) names a ``config_class`` dataclass;
-    ``load(directory, config)`` then receives an instance of it."""
-
-    name: str
-    load: Callable[[Path | None], Any]
-    description: str = ""
-    files: tuple[str, ...] = ()
-    subdir: str | None = None
-    tasks: tuple[str, ...] = ()
-    plugin: str = ""
-    config_class: type | None = None
-
-    @property
-    def builtin(self) -> bool:
-        return self.subdir is None
-
-
-@dataclass(frozen=True)
-class EncoderEntry:
-    name: str
-    factory: Callable[..., Any]
-    description: str = ""
-    plugin: str = ""
-
-
-@dataclass(frozen=True)
-class BackboneEntry:
-    name: str
-    factory: Callable[..., Any]
-    description: str = ""
-    plugin: str = ""
 
 
 @dataclass
@@ -148,19 +93,21 @@ _HOOKS = {
 }
 
 
-def _collect(registry: Registry, plugin_name: str, module: Any, info: PluginInfo) -> None:
-    """Call each hook this plugin implements and file what it registers under its name.
+def _collect(pm: pluggy.PluginManager, registry: Registry, plugin_name: str, module: Any, info: PluginInfo) -> None:
+    """Call each hook this plugin implements, through pluggy, and file what it registers under
+    its name.
 
-    Calling hooks per plugin (rather than once through pluggy's fan-out) is what lets a failure
-    be pinned on one plugin and the rest carry on.
+    Each hook is called on this plugin alone (a pluggy subset caller without the others), so a
+    failure is pinned on one plugin and the rest carry on.
     """
+    others = [p for p in pm.get_plugins() if p is not module]
     staged: dict[str, list[tuple[str, Any]]] = {}
     for hook_name, (attr, _kind) in _HOOKS.items():
-        impl = getattr(module, hook_name, None)
-        if impl is None:
+        caller = pm.subset_hook_caller(hook_name, remove_plugins=others)
+        if not caller.get_hookimpls():
             continue
         items: list[tuple[str, Any]] = []
-        impl(register=lambda item, _items=items: _items.append((item.name, item)))
+        caller(register=lambda item, _items=items: _items.append((item.name, item)))
         staged[attr] = items
     # Nothing is registered unless every hook succeeded; then each name is settled.
     for attr, items in staged.items():
@@ -207,14 +154,19 @@ def _settle(registry: Registry, kind: str, table: dict[str, Any], name: str, inf
 _HOOKS_BY_ATTR = {attr: kind for attr, kind in _HOOKS.values()}
 
 
+DEFAULT_PLUGINS = ("indexbench.tasks", "indexbench.datasets", "indexbench.encoders",
+                   "indexbench.generative.backbones")
+"""The core's own plugins -- tasks, dataset formats, text encoders, seq2seq backbones -- loaded by
+module name and called through the same hooks as any plugin."""
+
+
 def load_registry(extra_plugins: list[Any] | None = None) -> Registry:
     """Load the built-ins and every installed plugin into a fresh registry.
 
-    ``INDEXBENCH_DISABLE_PLUGINS`` (comma-separated entry-point names) skips the named plugins,
-    which helps when a broken plugin must be bypassed or a test must run without one.
+    ``extra_plugins`` (modules or objects with hook implementations) load after the installed
+    ones. ``INDEXBENCH_DISABLE_PLUGINS`` (comma-separated entry-point names) skips the named
+    plugins, which helps when a broken plugin must be bypassed or a test must run without one.
     """
-    from . import builtins
-
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
     registry = Registry()
@@ -223,13 +175,13 @@ def load_registry(extra_plugins: list[Any] | None = None) -> Registry:
     # Built-ins first (the core, then the methods shipped in the indexbench distribution), then
     # third-party plugins, each group by entry-point name: the order never depends on how entry
     # points happen to be listed, and a third-party plugin can never take a built-in's name.
+    version = _version("indexbench")
     candidates: list[tuple[str, str, bool, Callable[[], Any]]] = [
-        ("indexbench (built-in)", _version("indexbench"), True, lambda: builtins)
+        (name, version, True, lambda n=name: importlib.import_module(n)) for name in DEFAULT_PLUGINS
     ]
     points = [ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name not in disabled]
     for ep in sorted(points, key=lambda e: (not _shipped(e), e.name)):
-        version = ep.dist.version if ep.dist is not None else ""
-        candidates.append((ep.name, version, _shipped(ep), ep.load))
+        candidates.append((ep.name, ep.dist.version if ep.dist is not None else "", _shipped(ep), ep.load))
     for module in extra_plugins or []:
         name = getattr(module, "__name__", repr(module))
         candidates.append((name, "", False, lambda m=module: m))
@@ -241,7 +193,8 @@ def load_registry(extra_plugins: list[Any] | None = None) -> Registry:
         try:
             module = load()
             pm.register(module, name=name)
-            _collect(registry, name, module, info)
+            pm.check_pending()  # a decorated function that names no hook (a misspelt one) is an error
+            _collect(pm, registry, name, module, info)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # a broken plugin is reported, never fatal (SystemExit included)
@@ -280,91 +233,9 @@ def reset_registry() -> None:
     _registry = None
 
 
-# --------------------------------------------------------------------------- indexer specs
-
-
-@dataclass(frozen=True)
-class OptionSpec:
-    """A name plus options, as written on the command line: ``name:key=value:...``."""
-
-    name: str
-    options: tuple[tuple[str, str], ...] = ()
-    what = "option"  # what the name names, in error messages
-
-    @classmethod
-    def parse(cls, text: str):
-        """``name:key=value:...`` -> the spec, options sorted; a clear error for a malformed one."""
-        name, *parts = text.strip().split(":")
-        options = []
-        for part in parts:
-            key, sep, value = part.partition("=")
-            if not sep or not key:
-                raise ConfigError(f"{cls.what} option {part!r} in {text!r} is not of the form key=value")
-            options.append((key.strip().replace("-", "_"), value.strip()))
-        return cls(name.strip(), tuple(sorted(options)))
-
-    @property
-    def label(self) -> str:
-        """The canonical name results are filed under (options included)."""
-        return ":".join([self.name, *(f"{k}={v}" for k, v in self.options)])
-
-
-@dataclass(frozen=True)
-class IndexerSpec(OptionSpec):
-    """An indexer name plus options: ``bm25:k1=0.9``."""
-
-    what = "indexer"
-
-    def build_config(self, entry: IndexerEntry) -> Any:
-        return build_config(entry.config_class, dict(self.options), f"indexer {self.name!r}")
-
-
-@dataclass(frozen=True)
-class DatasetSpec(OptionSpec):
-    """A dataset name plus options (they change the data, so they are part of its label):
-    ``amazon-scientific:category_text=true``."""
-
-    what = "dataset"
-
-    def build_config(self, entry: DatasetEntry) -> Any:
-        if entry.config_class is None:
-            if self.options:
-                raise ConfigError(f"dataset {self.name!r} takes no options, got {self.label!r}")
-            return None
-        return build_config(entry.config_class, dict(self.options), f"dataset {self.name!r}")
-
-
-def build_config(config_class: type, options: dict[str, str], owner: str) -> Any:
-    """Instantiate a config dataclass from string options, converting to each field's type."""
-    fields = {f.name: f for f in dataclasses.fields(config_class)}
-    values: dict[str, Any] = {}
-    for key, raw in options.items():
-        if key not in fields:
-            valid = ", ".join(sorted(fields)) or "(none)"
-            raise ConfigError(f"{owner} has no option {key!r}; valid options: {valid}")
-        values[key] = _convert(raw, fields[key], owner)
-    return config_class(**values)
-
-
-def _convert(raw: str, fld: dataclasses.Field, owner: str) -> Any:
-    kind = fld.type if isinstance(fld.type, str) else getattr(fld.type, "__name__", str(fld.type))
-    kind = kind.replace(" ", "")
-    try:
-        if kind == "bool":
-            low = raw.lower()
-            if low in {"1", "true", "yes", "on"}:
-                return True
-            if low in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        if kind in {"int|None", "None|int"}:
-            return None if raw.lower() == "none" else int(raw)
-        if kind in {"float|None", "None|float"}:
-            return None if raw.lower() == "none" else float(raw)
-    except ValueError:
-        raise ConfigError(f"{owner} option {fld.name!r} expects {kind}, got {raw!r}") from None
-    return raw
+__all__ = [
+    # The entry types live in `indexbench.entries`; importable from here too, where plugins
+    # have long imported them.
+    "BackboneEntry", "DatasetEntry", "DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "EncoderEntry", "IndexerEntry",
+    "NoOptions", "PluginInfo", "Registry", "get_registry", "load_registry", "reset_registry",
+]

@@ -1,4 +1,5 @@
-"""Grid expansion and execution: the library call the CLI is a thin layer over.
+"""Grid expansion and execution: the library call the CLI is a thin layer over. What one cell
+does is `indexbench.cells`; who runs the cells, `indexbench.executors`.
 
 Everything that can be wrong with the input (an unknown name, a bad option, a missing or
 malformed data file) is checked before the first cell runs, so bad input fails fast and leaves
@@ -10,58 +11,23 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import platform
-import random
-import subprocess
-import sys
-import time
-import traceback
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from . import distributed, paths
 from .cache import ArtifactCache
+from .cells import Cell, CellJob, plugin_version
 from .data import Dataset, fingerprint_of
+from .entries import IndexerEntry
+from .environment import git_commit, package_versions
 from .errors import ConfigError, DataError, IndexbenchError
 from .executors import Executor, LocalExecutor
-from .protocols import Progress, RunContext, SilentProgress
-from .registry import DatasetSpec, IndexerEntry, IndexerSpec, Registry, get_registry
+from .protocols import Progress, SilentProgress
+from .registry import Registry, get_registry
+from .specs import DatasetSpec, IndexerSpec
 from .store import ResultStore, RunRecord
-
-_TRACKED_PACKAGES = ("indexbench", "torch", "transformers", "faiss-cpu", "bm25s", "ir-measures",
-                     "scikit-learn", "numpy")
-
-
-@dataclasses.dataclass
-class Cell:
-    spec: IndexerSpec
-    entry: IndexerEntry
-    config: Any
-    task: Any
-    dataset: Dataset
-    plugin_builtin: bool = True
-    plugin_version: str = ""  # the distribution's version ("" for a plugin passed in code)
-
-
-def resolve_device(device: str) -> str:
-    if device not in {"auto", "cpu", "cuda"}:
-        raise IndexbenchError(f"unknown device {device!r}; valid devices: auto, cpu, cuda")
-    if device == "cpu":
-        return "cpu"
-    import importlib.util
-
-    has_cuda = False
-    if importlib.util.find_spec("torch") is not None:
-        import torch
-
-        has_cuda = torch.cuda.is_available()
-    if device == "cuda" and not has_cuda:
-        raise IndexbenchError("--device cuda was asked for, but torch sees no CUDA device")
-    return "cuda" if has_cuda else "cpu"
 
 
 def load_datasets(names: Sequence[str], registry: Registry, data_dir: str | Path | None) -> list[Dataset]:
@@ -269,172 +235,8 @@ def reusable(record: RunRecord, cell: Cell, seed: int, versions: dict[str, str],
             and record.dataset == cell.dataset.name and int(record.seed) == seed
             and record.dataset_fingerprint == cell.dataset.fingerprint and record.config_hash == config_hash
             and record.versions.get("indexbench") == versions.get("indexbench")
-            and record.versions.get(plugin) == _plugin_version(cell.entry)
+            and record.versions.get(plugin) == plugin_version(cell.entry)
             and (threads is None or record.versions.get("threads", str(threads)) == str(threads)))
-
-
-@dataclasses.dataclass
-class CellJob:
-    """One cell at one seed, with everything needed to run it in this process or another one
-    (it pickles: a Ray worker receives it whole)."""
-
-    index: int  # its place in the grid's plan
-    cell: Cell
-    seed: int
-    cache: ArtifactCache
-    device: str
-    versions: dict[str, str]
-    git_commit: str
-    grid_id: str
-    threads: int | None = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.cell.spec.label} × {self.cell.task.name} × {self.cell.dataset.name}"
-
-    def new_record(self) -> RunRecord:
-        """The record before the cell runs: identity and provenance, status ok, no results."""
-        return new_record(self.cell, seed=self.seed, device=self.device, versions=self.versions,
-                          git_commit=self.git_commit, grid_id=self.grid_id)
-
-    def run(self, progress: Progress) -> RunRecord:
-        return run_cell(self.cell, cache=self.cache, progress=progress, seed=self.seed, device=self.device,
-                        versions=self.versions, git_commit=self.git_commit, grid_id=self.grid_id,
-                        threads=self.threads)
-
-
-def new_record(cell: Cell, *, seed: int, device: str, versions: dict[str, str], git_commit: str,
-               grid_id: str) -> RunRecord:
-    config = dataclasses.asdict(cell.config)
-    return RunRecord(
-        indexer=cell.spec.label, task=cell.task.name, dataset=cell.dataset.name, status="ok",
-        seed=seed, device=device,
-        config={"indexer": cell.entry.name, "options": config,
-                "plugin": {"name": cell.entry.plugin, "version": cell.plugin_version or _plugin_version(cell.entry),
-                           "builtin": cell.plugin_builtin}},
-        config_hash=fingerprint_of([cell.entry.name, config, cell.task.name, seed]),
-        dataset_fingerprint=cell.dataset.fingerprint,
-        versions={**versions, f"plugin:{cell.entry.plugin}": _plugin_version(cell.entry)},
-        git_commit=git_commit, grid_id=grid_id,
-        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )
-
-
-def run_cell(cell: Cell, *, cache: ArtifactCache, progress: Progress, seed: int, device: str,
-             versions: dict[str, str], git_commit: str, grid_id: str, threads: int | None = None) -> RunRecord:
-    record = new_record(cell, seed=seed, device=device, versions=versions, git_commit=git_commit,
-                        grid_id=grid_id)
-    started = time.perf_counter()
-    if threads is not None:
-        pin_threads(threads)
-    try:
-        indexer = cell.entry.factory(cell.config)
-        reason = cell.task.skip_reason(indexer, cell.dataset)
-        if reason:
-            record.status, record.reason = "skipped", reason
-        else:
-            seed_everything(seed)
-            ctx = RunContext(seed=seed, device=device, cache=cache, progress=progress,
-                             dataset_name=cell.dataset.name, task_name=cell.task.name)
-            result = cell.task.evaluate(indexer, cell.dataset, ctx)
-            record.metrics = {k: float(v) for k, v in result.metrics.items()}
-            record.timings = dict(result.timings)
-            record.details = dict(result.details)
-            record.per_query = {q: dict(v) for q, v in result.per_query.items()}
-            record.rankings = {q: [[d, s] for d, s in r] for q, r in result.rankings.items()}
-            record.qrels = {q: dict(j) for q, j in result.qrels.items()}
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:  # a crashing cell is a result to report, not the end of the grid
-        record.status = "error"
-        record.reason = str(exc) if isinstance(exc, IndexbenchError) else f"{type(exc).__name__}: {exc}"
-        record.details = {"traceback": traceback.format_exc()}
-    record.duration_s = time.perf_counter() - started
-    if (count := torch_threads()) is not None:
-        record.versions["threads"] = str(count)
-    return record
-
-
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def pin_threads(threads: int) -> None:
-    """Run torch (and the OpenMP and MKL runtimes it loads) with ``threads`` intra-op threads,
-    whatever the machine's core count or ``OMP_NUM_THREADS``: sums split over another number of
-    threads round differently, and a trained cell amplifies that into other numbers. The setting
-    holds for the rest of the process (torch has one thread pool), and the environment
-    variables pass it on to child processes."""
-    for name in THREAD_VARIABLES:  # for a torch not imported yet, and for child processes
-        os.environ[name] = str(threads)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
-
-
-def torch_threads() -> int | None:
-    """torch's intra-op thread count, or None when no cell has imported torch (it then did not
-    compute anything)."""
-    if "torch" not in sys.modules:
-        return None
-    return int(sys.modules["torch"].get_num_threads())
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    try:
-        import numpy as np
-
-        np.random.seed(seed)
-    except ImportError:
-        pass
-    if "torch" in sys.modules:  # seed torch only if a plugin already paid for importing it
-        sys.modules["torch"].manual_seed(seed)
-
-
-def package_versions() -> dict[str, str]:
-    found = {"python": platform.python_version(), "cpu": cpu_isa()}
-    for name in _TRACKED_PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return found
-
-
-def cpu_isa() -> str:
-    """The machine and the widest vector instructions its CPU offers (``x86_64 avx512``): the
-    float kernels of torch, MKL and oneDNN pick their code path by it, and a trained cell's
-    numbers at one seed differ between paths (a tiny rq-VAE's codes moved between an AVX2 and
-    an AVX-512 machine), so records carry it and `compare` names it when it differs."""
-    machine = platform.machine() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
-    except OSError:  # not Linux: the machine name alone
-        return machine
-    for level, flag in (("avx512", "avx512f"), ("avx2", "avx2"), ("avx", "avx"), ("sse4.2", "sse4_2")):
-        if flag in flags:
-            return f"{machine} {level}"
-    return machine
-
-
-def _plugin_version(entry: IndexerEntry) -> str:
-    module = sys.modules.get(entry.factory.__module__)
-    return str(getattr(module, "__version__", ""))
-
-
-def git_commit() -> str:
-    """The commit of the indexbench checkout, with ``+dirty`` for uncommitted changes."""
-    here = Path(__file__).resolve().parent
-    try:
-        def git(*args: str) -> str:
-            return subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True,
-                                  timeout=5, check=True, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
-                                  ).stdout.strip()
-
-        commit = git("rev-parse", "HEAD")
-        return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-    except (OSError, subprocess.SubprocessError):
-        return ""
 
 
 def _summary(record: RunRecord) -> str:

@@ -68,10 +68,16 @@ def test_plugins_lists_builtins_third_party_and_broken(env):
     assert result.returncode == 0, result.stderr
     plugins = {p["name"]: p for p in json.loads(result.stdout)}
     assert plugins["example"]["version"] == "0.3.0"
-    assert plugins["example"]["registers"]["indexer"] == ["word-overlap", "title-letters"]
+    assert plugins["example"]["registers"] == {
+        "indexer": ["word-overlap", "title-letters"], "task": ["title-lookup"], "dataset": ["tool-shelf"],
+        "encoder": ["minilm-cls"], "backbone": ["tiny-deep"]}
     assert "bm25" in plugins["bm25"]["registers"]["indexer"]
-    assert set(plugins["indexbench (built-in)"]["registers"]["task"]) == {
+    # The core's own plugins load by module name through the same hooks.
+    assert set(plugins["indexbench.tasks"]["registers"]["task"]) == {
         "document-retrieval", "product-search", "recommendation", "id-quality"}
+    assert plugins["indexbench.datasets"]["builtin"] and "sample" in plugins["indexbench.datasets"]["registers"]["dataset"]
+    assert plugins["indexbench.encoders"]["registers"]["encoder"] == ["minilm", "tiny"]
+    assert "tiny" in plugins["indexbench.generative.backbones"]["registers"]["backbone"]
     assert plugins["broken"]["error"] == "ImportError: needs libfoo, which is not installed"
     table = cli(env, "plugins")
     assert "failed to load" in table.stdout and "word-overlap" in table.stdout
@@ -104,6 +110,30 @@ def test_third_party_plugin_runs_through_the_grid(env, tmp_path):
     assert "skipped: word-overlap assigns no semantic IDs" in board.stdout or "skipped:" in board.stdout
     csv_out = cli(env, "leaderboard", "--format", "csv", "--task", "product-search").stdout
     assert csv_out.startswith("dataset,task,indexer") and "ndcg@5" in csv_out
+
+
+def test_every_hook_of_the_example_plugin_works_through_the_grid(env, tmp_path):
+    out = tmp_path / "records.json"
+    # Its task on its dataset; its encoder under a core indexer; its backbone under its ID indexer.
+    result = cli(env, "run", "-i", "word-overlap,hc:encoder=minilm-cls:backbone=tiny-deep:max_steps=2",
+                 "-t", "title-lookup,id-quality", "-d", "tool-shelf", "--json", str(out), "-q")
+    assert result.returncode == 0, result.stderr
+    records = {(r["indexer"], r["task"]): r for r in json.loads(out.read_text())}
+    lookup = records[("word-overlap", "title-lookup")]
+    assert lookup["status"] == "ok" and lookup["metrics"]["recall@1"] == 1.0 and len(lookup["per_query"]) == 12
+    hc = records[("hc:backbone=tiny-deep:encoder=minilm-cls:max_steps=2", "id-quality")]
+    assert hc["status"] == "ok", hc.get("reason")
+    encoder = hc["details"]["indexer"]["encoder"]
+    assert (encoder["encoder"], encoder["pooling"], encoder["normalize"]) == ("minilm-cls", "cls", False)
+    assert "does not retrieve" in records[("hc:backbone=tiny-deep:encoder=minilm-cls:max_steps=2",
+                                           "title-lookup")]["reason"]
+    out2 = tmp_path / "generated.json"
+    result = cli(env, "run", "-i", "title-letters:buckets=4:backbone=tiny-deep:max_steps=2", "-t", "product-search",
+                 "--json", str(out2), "-q")
+    assert result.returncode == 0, result.stderr
+    (generated,) = json.loads(out2.read_text())
+    assert generated["status"] == "ok", generated.get("reason")
+    assert generated["details"]["indexer"]["backbone"] == "tiny-deep"  # an unknown name would have failed the cell
 
 
 @pytest.mark.parametrize(

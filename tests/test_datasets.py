@@ -350,7 +350,7 @@ def entry(name: str):
 def test_builtin_entries():
     entries = {e.name: e for e in builtin_datasets()}
     assert list(entries) == ["sample", "scifact", "amazon-scientific"]
-    assert entries["sample"].builtin and entries["sample"].files == ()
+    assert entries["sample"].generated and entries["sample"].files == ()
     assert entries["scifact"].subdir == "scifact"
     assert entries["scifact"].files == ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv")
     assert entries["scifact"].tasks == ("document-retrieval",)

@@ -12,9 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from indexbench import hookimpl
+from indexbench.cells import CellJob, CellResources
 from indexbench.cli import app
 from indexbench.errors import ConfigError
-from indexbench.executors import CellResources, LocalExecutor, make_executor
+from indexbench.executors import LocalExecutor, make_executor
 from indexbench.registry import IndexerEntry, load_registry
 from indexbench.runner import run_grid
 from indexbench.store import ResultStore
@@ -76,7 +77,7 @@ def test_without_ray_the_ray_executor_is_one_line_saying_how_to_install_it(monke
 
 def test_a_cell_asks_for_a_gpu_only_on_cuda_and_only_if_its_indexer_uses_the_device(registry):
     from indexbench.datasets.sample import load_sample
-    from indexbench.runner import CellJob, plan_grid
+    from indexbench.runner import plan_grid
 
     cells = plan_grid(["bm25", "hc"], ["product-search"], [load_sample()], registry)
 

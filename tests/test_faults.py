@@ -23,11 +23,12 @@ from typer.testing import CliRunner
 
 from indexbench import hookimpl
 from indexbench.cache import ArtifactCache
+from indexbench.cells import run_cell
 from indexbench.cli import app
 from indexbench.data import Corpus, Dataset, Document
 from indexbench.protocols import SilentProgress
 from indexbench.registry import IndexerEntry, load_registry
-from indexbench.runner import plan_grid, run_cell
+from indexbench.runner import plan_grid
 from indexbench.store import ResultStore, RunRecord
 
 CORPUS = [{"_id": "d1", "title": "Aspirin", "text": "Aspirin lowers fever."},
@@ -315,6 +316,54 @@ def test_two_third_party_plugins_with_one_name_are_both_reported_and_the_name_re
         registry.indexer("twin")
 
 
+class Undecorated:
+    """A function named like a hook but not marked with ``hookimpl``: not a hook implementation."""
+
+    called = False
+
+    @staticmethod
+    def register_indexers(register):
+        Undecorated.called = True
+        register(IndexerEntry(name="undecorated", factory=lambda cfg: None))
+
+
+class Misspelt:
+    """A marked function that names no hook (``register_indexer``, singular)."""
+
+    @staticmethod
+    @hookimpl
+    def register_indexer(register):
+        register(IndexerEntry(name="misspelt", factory=lambda cfg: None))
+
+    @staticmethod
+    @hookimpl
+    def register_tasks(register):
+        raise AssertionError("a plugin that failed validation must not be called")
+
+
+class RaisingHook:
+    @staticmethod
+    @hookimpl
+    def register_indexers(register):
+        register(IndexerEntry(name="half-registered", factory=lambda cfg: None))
+        raise RuntimeError("hook failed half-way")
+
+
+def test_hooks_are_dispatched_by_pluggy_so_only_marked_and_known_hooks_count():
+    registry = load_registry(extra_plugins=[Undecorated, Misspelt, RaisingHook, Impostor])
+    assert not Undecorated.called and "undecorated" not in registry.indexers
+    assert registry.plugin("Undecorated").error is None and registry.plugin("Undecorated").registers == {}
+    error = registry.plugin("Misspelt").error
+    assert error.startswith("PluginValidationError") and "register_indexer" in error, error
+    assert "misspelt" not in registry.indexers
+    raising = registry.plugin("RaisingHook")
+    assert raising.error == "RuntimeError: hook failed half-way" and "half-registered" not in registry.indexers
+    # Each failure stays with its plugin: the one loaded after them still registers, and so does
+    # every built-in.
+    assert registry.plugin("Impostor").registers == {"indexer": ["impostor-own"]}
+    assert {"bm25", "lmindexer", "seal"} <= set(registry.indexers) and "id-quality" in registry.tasks
+
+
 @pytest.fixture
 def site(tmp_path, user):
     """An installed third-party impostor of bm25 and a plugin that raises SystemExit at import."""
@@ -412,9 +461,9 @@ def test_a_dataset_without_usable_test_queries_is_skipped_before_fitting(categor
 
 
 def test_ctrl_c_keeps_the_finished_cells_and_says_so(tmp_path, user, monkeypatch):
-    import indexbench.runner as runner
+    import indexbench.cells as cells
 
-    real, calls = runner.run_cell, []
+    real, calls = cells.run_cell, []
 
     def interrupted_second(cell, **kwargs):
         calls.append(cell.spec.label)
@@ -422,7 +471,7 @@ def test_ctrl_c_keeps_the_finished_cells_and_says_so(tmp_path, user, monkeypatch
             raise KeyboardInterrupt
         return real(cell, **kwargs)
 
-    monkeypatch.setattr(runner, "run_cell", interrupted_second)
+    monkeypatch.setattr(cells, "run_cell", interrupted_second)
     result = CliRunner().invoke(app, ["run", "-i", "bm25,bm25:k1=0.9", "-t", "document-retrieval", "-q"])
     assert result.exit_code == 130
     assert result.stderr.startswith("interrupted: the cells that finished are in ")

@@ -208,7 +208,8 @@ def test_indexbench_baseline_records_every_cell_at_the_baseline_seeds_on_a_priva
 
 
 def test_the_committed_baseline_holds_every_cell_of_the_ci_grid_at_every_baseline_seed_as_pinned():
-    from indexbench.registry import IndexerSpec, get_registry
+    from indexbench.registry import get_registry
+    from indexbench.specs import IndexerSpec
     from indexbench.store import read_records
 
     root = Path(__file__).parents[1]

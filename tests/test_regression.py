@@ -173,7 +173,7 @@ def test_compare_names_what_differs_between_the_two_sides_environments_when_a_ce
 
 
 def test_records_carry_the_cpus_vector_instructions():
-    from indexbench.runner import cpu_isa, package_versions
+    from indexbench.environment import cpu_isa, package_versions
 
     assert package_versions()["cpu"] == cpu_isa()
     assert cpu_isa().split()[0] == platform.machine()

@@ -10,10 +10,12 @@ import pytest
 
 from indexbench import hookimpl
 from indexbench.cache import ArtifactCache
+from indexbench.entries import IndexerEntry
 from indexbench.errors import ConfigError
 from indexbench.leaderboard import build_tables, render_markdown
-from indexbench.registry import IndexerEntry, IndexerSpec, load_registry
+from indexbench.registry import load_registry
 from indexbench.runner import run_grid
+from indexbench.specs import IndexerSpec
 from indexbench.store import ResultStore
 
 sys.path.insert(0, str(Path(__file__).parent / "example_plugin"))

@@ -1,8 +1,9 @@
 """Built-in datasets, loading by name or by directory, and the status shown by `indexbench datasets`.
 
 Loaders live one per *format* (``beir``, ``amazon`` for the LC-Rec layout) plus the in-code
-``sample``. This module only imports the standard library at import time, because every CLI start
-registers the built-in datasets; the loaders are imported when a dataset is actually loaded.
+``sample``. This module is a built-in plugin (the registry loads it by name and calls its hook
+like any plugin's) and imports little at import time, because every CLI start registers the
+built-in datasets; the loaders are imported when a dataset is actually loaded.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..entries import DatasetEntry
 from ..errors import DataError
+from ..hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from ..data import Dataset
-    from ..registry import DatasetEntry
 
 BEIR = "beir"
 LCREC = "lc-rec"
@@ -58,8 +60,6 @@ class AmazonOptions:
 
 def builtin_datasets() -> list[DatasetEntry]:
     """The datasets the core registers: the generated sample and the two real ones."""
-    from ..registry import DatasetEntry
-
     return [
         DatasetEntry(
             name="sample",
@@ -85,6 +85,12 @@ def builtin_datasets() -> list[DatasetEntry]:
             config_class=AmazonOptions,
         ),
     ]
+
+
+@hookimpl
+def register_datasets(register):
+    for entry in builtin_datasets():
+        register(entry)
 
 
 def dataset_dir(entry: DatasetEntry, data_dir: Path) -> Path | None:

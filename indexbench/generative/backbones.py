@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..data import fingerprint_of
+from ..entries import BackboneEntry
 from ..errors import ConfigError
-from ..registry import BackboneEntry
+from ..hookspecs import hookimpl
 from ..tokenization import TextTokenizer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -430,3 +431,9 @@ def builtin_backbones() -> list[BackboneEntry]:
                       "T5 4+2 layers, d_model 256, random init, MiniLM vocabulary"),
         BackboneEntry("tiny", build_tiny, "random 2+1-layer 32-wide BERT encoder-decoder; tests only"),
     ]
+
+
+@hookimpl
+def register_backbones(register):
+    for entry in builtin_backbones():
+        register(entry)

@@ -18,9 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexbench import hookimpl
+from indexbench import IndexerEntry, hookimpl
 from indexbench.protocols import RetrievalProblem, RunContext
-from indexbench.registry import IndexerEntry
 
 __version__ = "0.1.1"
 

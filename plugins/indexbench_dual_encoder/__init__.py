@@ -9,8 +9,7 @@ Importing this module is cheap: torch, transformers and faiss load inside `build
 
 from dataclasses import asdict, dataclass
 
-from indexbench import hookimpl
-from indexbench.registry import IndexerEntry
+from indexbench import IndexerEntry, hookimpl
 
 
 @dataclass

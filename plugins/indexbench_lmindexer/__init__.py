@@ -68,11 +68,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from indexbench import hookimpl
+from indexbench import IndexerEntry, hookimpl
 from indexbench.data import Corpus, SemanticIds, fingerprint_of
 from indexbench.errors import ConfigError
 from indexbench.generative.options import GenerativeOptions
-from indexbench.registry import IndexerEntry
 from indexbench.semantic_ids import id_options, ids_from_codes, resolve_id_shape
 
 # Part of the artifact key: bump it whenever a change alters the IDs or weights that training

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from indexbench import hookimpl
-from indexbench.registry import IndexerEntry
+from indexbench import IndexerEntry, hookimpl
 from indexbench.semantic_ids import IdIndexerOptions, TwoStageIdIndexer
 
 __version__ = "0.1.0"

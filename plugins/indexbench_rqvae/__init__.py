@@ -18,9 +18,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexbench import hookimpl
+from indexbench import IndexerEntry, hookimpl
 from indexbench.errors import ConfigError
-from indexbench.registry import IndexerEntry
 from indexbench.semantic_ids import IdIndexerOptions, TwoStageIdIndexer, embeddings_fingerprint
 
 __version__ = "0.1.0"

@@ -39,10 +39,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from indexbench import hookimpl
+from indexbench import IndexerEntry, hookimpl
 from indexbench.errors import ConfigError
 from indexbench.generative.options import GenerativeOptions
-from indexbench.registry import IndexerEntry
 
 __version__ = "0.3.0"
 """Part of every cache key: bump it when a change alters the index, the targets or the model."""

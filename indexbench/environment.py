@@ -1,0 +1,116 @@
+"""Where a cell runs, as its record states it: the device, torch's threads, the seeds, the
+package versions, the CPU's vector instructions and the code's commit."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from .errors import IndexbenchError
+
+_TRACKED_PACKAGES = ("indexbench", "torch", "transformers", "faiss-cpu", "bm25s", "ir-measures",
+                     "scikit-learn", "numpy")
+
+
+
+def resolve_device(device: str) -> str:
+    if device not in {"auto", "cpu", "cuda"}:
+        raise IndexbenchError(f"unknown device {device!r}; valid devices: auto, cpu, cuda")
+    if device == "cpu":
+        return "cpu"
+    import importlib.util
+
+    has_cuda = False
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    if device == "cuda" and not has_cuda:
+        raise IndexbenchError("--device cuda was asked for, but torch sees no CUDA device")
+    return "cuda" if has_cuda else "cpu"
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def pin_threads(threads: int) -> None:
+    """Run torch (and the OpenMP and MKL runtimes it loads) with ``threads`` intra-op threads,
+    whatever the machine's core count or ``OMP_NUM_THREADS``: sums split over another number of
+    threads round differently, and a trained cell amplifies that into other numbers. The setting
+    holds for the rest of the process (torch has one thread pool), and the environment
+    variables pass it on to child processes."""
+    for name in THREAD_VARIABLES:  # for a torch not imported yet, and for child processes
+        os.environ[name] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def torch_threads() -> int | None:
+    """torch's intra-op thread count, or None when no cell has imported torch (it then did not
+    compute anything)."""
+    if "torch" not in sys.modules:
+        return None
+    return int(sys.modules["torch"].get_num_threads())
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:
+        pass
+    if "torch" in sys.modules:  # seed torch only if a plugin already paid for importing it
+        sys.modules["torch"].manual_seed(seed)
+
+
+def package_versions() -> dict[str, str]:
+    found = {"python": platform.python_version(), "cpu": cpu_isa()}
+    for name in _TRACKED_PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def cpu_isa() -> str:
+    """The machine and the widest vector instructions its CPU offers (``x86_64 avx512``): the
+    float kernels of torch, MKL and oneDNN pick their code path by it, and a trained cell's
+    numbers at one seed differ between paths (a tiny rq-VAE's codes moved between an AVX2 and
+    an AVX-512 machine), so records carry it and `compare` names it when it differs."""
+    machine = platform.machine() or "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+    except OSError:  # not Linux: the machine name alone
+        return machine
+    for level, flag in (("avx512", "avx512f"), ("avx2", "avx2"), ("avx", "avx"), ("sse4.2", "sse4_2")):
+        if flag in flags:
+            return f"{machine} {level}"
+    return machine
+
+
+def git_commit() -> str:
+    """The commit of the indexbench checkout, with ``+dirty`` for uncommitted changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        def git(*args: str) -> str:
+            return subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True,
+                                  timeout=5, check=True, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
+                                  ).stdout.strip()
+
+        commit = git("rev-parse", "HEAD")
+        return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+__all__ = ["THREAD_VARIABLES", "cpu_isa", "git_commit", "package_versions", "pin_threads", "resolve_device",
+           "seed_everything", "torch_threads"]
