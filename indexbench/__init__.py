@@ -17,13 +17,14 @@ __version__ = "0.1.0"
 from .entries import BackboneEntry, DatasetEntry, EncoderEntry, IndexerEntry, NoOptions
 from .errors import ConfigError, DataError, IndexbenchError, UnknownNameError
 from .hookspecs import hookimpl
+from .options import option
 
 _API = ("evaluate", "get_backbone", "get_dataset", "get_encoder", "get_indexer", "get_task", "list_backbones",
         "list_datasets", "list_encoders", "list_indexers", "list_tasks")
 
 __all__ = [
     "BackboneEntry", "ConfigError", "DataError", "DatasetEntry", "EncoderEntry", "IndexbenchError", "IndexerEntry",
-    "NoOptions", "UnknownNameError", "hookimpl", "run_grid", *_API,
+    "NoOptions", "UnknownNameError", "hookimpl", "option", "run_grid", *_API,
 ]
 
 

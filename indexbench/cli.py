@@ -357,8 +357,8 @@ def compare(
 @app.command()
 @friendly_errors
 def verify(
-    references: Annotated[Path, typer.Option("--references", "-r", help="The reference matrix (TOML).")] = Path(
-        "benchmarks/references.toml"),
+    references: Annotated[Path | None, typer.Option(
+        "--references", "-r", help="The reference matrix (TOML) [default: the one shipped with indexbench].")] = None,
     data_dir: DataDir = None,
     store: StorePath = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Artifact cache [default: $INDEXBENCH_CACHE, else a per-user cache dir].")] = None,
@@ -370,10 +370,11 @@ def verify(
 
     from . import paths
     from .console import RichProgress
-    from .references import load_references
+    from .references import load_references, shipped_references
     from .references import verify as verify_references
     from .store import ResultStore
 
+    references = references or shipped_references()
     refs = load_references(references)
     results = ResultStore(paths.results_path(store))
     with _sigterm_unwinds(), RichProgress(enabled=not quiet) as progress:

@@ -41,6 +41,20 @@ def results_path(explicit: str | Path | None = None) -> Path:
     return _user_dir("data") / "results.sqlite"
 
 
+def check_directory(path: Path, option: str) -> None:
+    """Raise `IndexbenchError` unless ``path`` is a directory or could be made one: neither it nor
+    its nearest existing ancestor is a file. Creates nothing."""
+    from .errors import IndexbenchError
+
+    if path.exists() and not path.is_dir():
+        raise IndexbenchError(f"{path}: is not a directory; {option} takes a directory")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise IndexbenchError(f"{path}: cannot be created, {folder} is not a directory")
+
+
 def check_writable_file(path: Path, option: str) -> None:
     """Raise `IndexbenchError` unless ``path`` could be created (or replaced) as a file: it is not
     a directory, and the nearest folder that exists is a writable directory. Creates nothing."""

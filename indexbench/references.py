@@ -1,5 +1,6 @@
-"""`indexbench verify`: run the cells of a reference matrix of published numbers (TOML, see
-``benchmarks/references.toml``) whose data is present, and say how close each came.
+"""`indexbench verify`: run the cells of a reference matrix of published numbers (TOML; the one
+shipped with the package is `shipped_references`, also at ``benchmarks/references.toml``) whose data
+is present, and say how close each came.
 
 A reference is ``ok`` when our value is within its ``tolerance`` of the published one, ``near``
 within twice that, else ``fail``; one whose dataset is absent is ``skipped`` with the reason.
@@ -35,6 +36,11 @@ class Verdict:
     status: str  # ok | near | fail | skipped | error
     ours: float | None = None
     reason: str = ""
+
+
+def shipped_references() -> Path:
+    """The reference matrix installed with indexbench (found outside a source checkout too)."""
+    return Path(__file__).with_name("references.toml")
 
 
 def load_references(path: str | Path) -> list[Reference]:

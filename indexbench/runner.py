@@ -163,6 +163,8 @@ def run_grid(
         if store is not False:  # before any work: a store that cannot take records would lose them
             store = store if isinstance(store, ResultStore) else ResultStore(paths.results_path(store))
             store.check()
+        if use_cache:
+            paths.check_directory(paths.cache_dir(cache_dir), "--cache-dir")
         loaded = load_datasets(datasets, registry, data_dir)
         cells = plan_grid(indexers, tasks, loaded, registry)
         cache = ArtifactCache(paths.cache_dir(cache_dir)) if use_cache else ArtifactCache.disabled()

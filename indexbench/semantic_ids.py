@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .data import Corpus, SemanticIds
+from .encoders import PRECISIONS
 from .errors import ConfigError
 from .generative.options import GenerativeOptions
+from .options import option
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -50,12 +52,17 @@ class IdIndexerOptions(GenerativeOptions):
     * ``simcse_steps`` -- SimCSE optimiser steps (batch 64, one epoch at most; 0 = whole epoch).
     """
 
-    id_length: int = 0
-    codebook_size: int = 0
+    id_length: int = option(0, ge=0)
+    codebook_size: int = option(0, ge=0)
     encoder: str = "minilm"
-    encoder_max_length: int = 256
-    encoder_precision: str = "auto"
-    simcse_steps: int = 50
+    encoder_max_length: int = option(256, ge=1)
+    encoder_precision: str = option("auto", choices=PRECISIONS)
+    simcse_steps: int = option(50, ge=0)
+
+    def validate(self) -> None:
+        for name, least in (("id_length", 2), ("codebook_size", 2)):
+            if 0 < getattr(self, name) < least:
+                raise ConfigError(f"option {name!r} must be 0 (the default) or >= {least}, got {getattr(self, name)}")
 
 
 def id_options(options: Any) -> dict[str, Any]:

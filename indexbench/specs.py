@@ -9,6 +9,7 @@ from typing import Any
 
 from .entries import DatasetEntry, IndexerEntry
 from .errors import ConfigError
+from .options import check_options
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,8 @@ class DatasetSpec(OptionSpec):
 
 
 def build_config(config_class: type, options: dict[str, str], owner: str) -> Any:
-    """Instantiate a config dataclass from string options, converting to each field's type."""
+    """Instantiate a config dataclass from string options, converting to each field's type, and
+    check every option (`indexbench.options.check_options`)."""
     fields = {f.name: f for f in dataclasses.fields(config_class)}
     values: dict[str, Any] = {}
     for key, raw in options.items():
@@ -71,7 +73,9 @@ def build_config(config_class: type, options: dict[str, str], owner: str) -> Any
             valid = ", ".join(sorted(fields)) or "(none)"
             raise ConfigError(f"{owner} has no option {key!r}; valid options: {valid}")
         values[key] = _convert(raw, fields[key], owner)
-    return config_class(**values)
+    config = config_class(**values)
+    check_options(config, owner)
+    return config
 
 
 def _convert(raw: str, fld: dataclasses.Field, owner: str) -> Any:

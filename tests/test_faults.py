@@ -98,6 +98,11 @@ def _setup_dataset_file(t: Path) -> list[str]:
     return ["--dataset", str(t / "notes.txt")]
 
 
+def _file(path: Path) -> Path:
+    path.write_text("not a folder")
+    return path
+
+
 def _data(t: Path, writer) -> list[str]:
     return ["--dataset", str(writer(t / "ds"))]
 
@@ -135,6 +140,14 @@ FAULTS = {
                              'test.tsv:4: unknown query id "q9"'),
     "items: mistyped field": (lambda t: _data(t, lambda r: _lcrec(r, '{"0": {"title": 5}}', '{"0": [0]}')),
                               'Tiny.item.json: item "0": field "title" must be a string, got integer'),
+    "options: not a number": (lambda t: ["--indexer", "bm25:k1=nan"],
+                              "indexer 'bm25' option 'k1' must be a finite number, got nan"),
+    "options: below the range": (lambda t: ["--indexer", "bm25:k1=-1"], "indexer 'bm25' option 'k1' must be >= 0, got -1.0"),
+    "options: negative steps": (lambda t: ["--indexer", "hc:max_steps=-5"],
+                                "indexer 'hc' option 'max_steps' must be >= 0, got -5"),
+    "options: not a choice": (lambda t: ["--indexer", "bm25:method=okapi"],
+                              "indexer 'bm25' option 'method' must be one of lucene, robertson, atire, bm25l, bm25+"),
+    "cache: a file": (lambda t: ["--cache-dir", str(_file(t / "cache.txt"))], "is not a directory; --cache-dir takes"),
     "interactions: unknown item": (lambda t: _data(t, lambda r: _lcrec(r, '{"0": {"title": "a"}}', '{"0": [0, 7]}')),
                                    'unknown item id "7"'),
 }

@@ -397,6 +397,21 @@ tolerance = 0.035
     bad = _write(tmp_path / "bad.toml", '[[reference]]\nname = "x"\n')
     with pytest.raises(ConfigError, match="reference 1: missing key 'indexer'"):
         load_references(bad)
-    shipped = load_references(Path(__file__).parents[1] / "benchmarks" / "references.toml")
+    from indexbench.references import shipped_references
+
+    assert (Path(__file__).parents[1] / "benchmarks" / "references.toml").resolve() == shipped_references().resolve()
+    shipped = load_references(shipped_references())
     assert {(r.indexer, r.dataset, r.value) for r in shipped} >= {("bm25", "scifact", 0.665),
                                                                    ("dual-encoder", "scifact", 0.645)}
+
+
+def test_verify_outside_a_source_checkout_uses_the_shipped_references(tmp_path):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "INDEXBENCH_DATA": str(tmp_path / "no-data"), "INDEXBENCH_RESULTS": str(tmp_path / "r.sqlite"),
+           "INDEXBENCH_CACHE": str(tmp_path / "cache"), "COLUMNS": "250"}
+    done = subprocess.run([sys.executable, "-m", "indexbench", "verify", "-q"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "BM25 on SciFact" in done.stdout and "skipped" in done.stdout

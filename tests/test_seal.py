@@ -289,7 +289,9 @@ def test_bad_seal_options_are_one_clear_error():
 
     from indexbench.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="'coverage' must be in"):
+    with pytest.raises(ConfigError, match="indexer 'seal' option 'coverage' must be <= 1, got 1.5"):
         SealIndexer(SealConfig(coverage=1.5))
-    with pytest.raises(ConfigError, match="'max_ngram' must be at least 1"):
+    with pytest.raises(ConfigError, match="indexer 'seal' option 'max_ngram' must be >= 1, got 0"):
         SealIndexer(SealConfig(max_ngram=0))
+    with pytest.raises(ConfigError, match="indexer 'seal' option 'text_head' must be one of lexical, none"):
+        SealIndexer(SealConfig(text_head="neural"))

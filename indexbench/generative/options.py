@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..options import option
+
 
 @dataclass
 class GenerativeOptions:
@@ -16,22 +18,22 @@ class GenerativeOptions:
     """A registered backbone name (``indexbench backbones``) or a local Hugging Face seq2seq
     checkpoint directory."""
 
-    decoder_layers: int = 0
+    decoder_layers: int = option(0, ge=0)
     """Decoder depth of a built-in backbone (0: the backbone's default)."""
 
-    epochs: float = 3.0
+    epochs: float = option(3.0, gt=0)
     """Passes over the training pairs (query → ID, plus document → ID when indexing pairs are on)."""
 
-    max_steps: int = 500
+    max_steps: int = option(500, ge=0)
     """Cap on optimiser steps, so a CPU run stays in minutes; 0 means no cap. A MiniLM step of 32
     inputs of 64 tokens takes about 2 s on two CPU cores: 500 steps cover product search's 3
     epochs but only ~half an epoch of recommendation's 33k pairs; raise it on a GPU."""
 
-    batch_size: int = 32
-    lr: float = 1e-4
+    batch_size: int = option(32, ge=1)
+    lr: float = option(1e-4, gt=0)
     """AdamW peak learning rate of pretrained weights (linear warm-up, then linear decay)."""
 
-    fresh_lr: float = 3e-4
+    fresh_lr: float = option(3e-4, gt=0)
     """Peak learning rate of the weights that start untrained: minilm-encdec's cross-attention,
     output head and ID-token embeddings; every weight of a from-scratch backbone (tiny,
     t5-small-scratch). A local checkpoint's weights all count as pretrained. Measured on
@@ -40,29 +42,29 @@ class GenerativeOptions:
     chance) and recovered to 65 %. Without a warm start a single rate of 5e-4 for everything
     left the first position at chance."""
 
-    id_init: str = "documents"
+    id_init: str = option("documents", choices=("documents", "none"))
     """"documents": before training, set each first-position code's token embedding to the mean
     decoder feature of the documents carrying it (`indexbench.generative.id_init`); "none": keep
     the backbone's initialisation. An indexer with its own ``init_generative_model`` (LMIndexer)
     is never overridden."""
 
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
+    warmup_ratio: float = option(0.05, ge=0, le=1)
+    weight_decay: float = option(0.01, ge=0)
+    max_grad_norm: float = option(1.0, ge=0)
 
-    query_max_length: int = 64
+    query_max_length: int = option(64, ge=1)
     """Input tokens kept per query (recommendation histories keep their most recent end)."""
 
-    doc_max_length: int = 64
+    doc_max_length: int = option(64, ge=1)
     """Input tokens kept per document in the DSI indexing pairs."""
 
-    indexing_pairs: str = "auto"
+    indexing_pairs: str = option("auto", choices=("auto", "yes", "no"))
     """Train on (document text → its ID) pairs too (DSI's indexing examples): "auto" (when the
     task says a document's text is a fair query for it: document-retrieval and product-search,
     not recommendation), "yes" or "no"."""
 
-    num_beams: int = 20
+    num_beams: int = option(20, ge=1)
     """Beams of the constrained beam search (the paper's 20); a query returns at most this many
     documents."""
 
-    eval_batch_size: int = 64
+    eval_batch_size: int = option(64, ge=1)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexbench import IndexerEntry, hookimpl
+from indexbench import IndexerEntry, hookimpl, option
 from indexbench.protocols import RetrievalProblem, RunContext
 
 __version__ = "0.1.1"
@@ -26,9 +26,9 @@ __version__ = "0.1.1"
 
 @dataclass
 class BM25Config:
-    k1: float = 1.2
-    b: float = 0.75
-    method: str = "lucene"
+    k1: float = option(1.2, ge=0)
+    b: float = option(0.75, ge=0, le=1)
+    method: str = option("lucene", choices=("lucene", "robertson", "atire", "bm25l", "bm25+"))
     stemmer: str = "english"
     stopwords: str = "en"
 

@@ -9,7 +9,9 @@ Importing this module is cheap: torch, transformers and faiss load inside `build
 
 from dataclasses import asdict, dataclass
 
-from indexbench import IndexerEntry, hookimpl
+from indexbench import IndexerEntry, hookimpl, option
+from indexbench.encoders import PRECISIONS
+from indexbench.options import check_options
 
 
 @dataclass
@@ -32,19 +34,19 @@ class DualEncoderConfig:
 
     finetune: bool = False
     encoder: str = "minilm"
-    epochs: int = 3
-    batch_size: int = 32
-    lr: float = 2e-5
-    max_steps: int = 100
-    temperature: float = 0.05
+    epochs: int = option(3, ge=1)
+    batch_size: int = option(32, ge=2)  # in-batch negatives need a second pair
+    lr: float = option(2e-5, gt=0)
+    max_steps: int = option(100, ge=0)
+    temperature: float = option(0.05, gt=0)
     symmetric: bool = False
-    doc_max_length: int = 256
-    query_max_length: int = 64
-    encode_batch_size: int = 64
-    precision: str = "auto"
-    index: str = "flat"
-    nlist: int = 0
-    nprobe: int = 16
+    doc_max_length: int = option(256, ge=1)
+    query_max_length: int = option(64, ge=1)
+    encode_batch_size: int = option(64, ge=1)
+    precision: str = option("auto", choices=PRECISIONS)
+    index: str = option("flat", choices=("flat", "ivf"))
+    nlist: int = option(0, ge=0)
+    nprobe: int = option(16, ge=1)
 
 
 class DualEncoderIndexer:
@@ -54,6 +56,7 @@ class DualEncoderIndexer:
 
     def __init__(self, config: DualEncoderConfig | None = None):
         self.config = config or DualEncoderConfig()
+        check_options(self.config, "indexer 'dual-encoder'")
         self.details: dict = {}
         """Filled by `build_retriever`: encoder identity, training history summary, timings."""
 

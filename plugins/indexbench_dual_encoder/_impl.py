@@ -136,7 +136,6 @@ def dense_index(emb: np.ndarray, kind: str, *, nlist: int = 0, nprobe: int = 16,
 
 def build_retriever(indexer: Any, problem: RetrievalProblem, ctx: RunContext) -> DualEncoderRetriever:
     cfg = indexer.config
-    check_index_kind(cfg.index)  # before any encoding
     details: dict[str, Any] = {"config": asdict(cfg)}
     indexer.details = details
     encoder = make_encoder(cfg.encoder, ctx.device, cfg.precision)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from indexbench import IndexerEntry, hookimpl
+from indexbench import IndexerEntry, hookimpl, option
 from indexbench.semantic_ids import IdIndexerOptions, TwoStageIdIndexer
 
 __version__ = "0.1.0"
@@ -30,7 +30,7 @@ class HCConfig(IdIndexerOptions):
     k-means (normalised centroids) instead of Euclidean.
     """
 
-    kmeans_iters: int = 25
+    kmeans_iters: int = option(25, ge=1)
     spherical: bool = False
 
 

@@ -68,10 +68,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from indexbench import IndexerEntry, hookimpl
+from indexbench import IndexerEntry, hookimpl, option
 from indexbench.data import Corpus, SemanticIds, fingerprint_of
 from indexbench.errors import ConfigError
 from indexbench.generative.options import GenerativeOptions
+from indexbench.options import check_options
 from indexbench.semantic_ids import id_options, ids_from_codes, resolve_id_shape
 
 # Part of the artifact key: bump it whenever a change alters the IDs or weights that training
@@ -132,32 +133,32 @@ class LMIndexerConfig(GenerativeOptions):
     initialisation together), ``reconstructor_layers``.
     """
 
-    id_length: int = 0
-    codebook_size: int = 0
-    index_max_length: int = 64
-    index_batch_size: int = 32
-    index_lr: float = 1e-4
-    index_fresh_lr: float = 1e-3
-    reconstructor_warmup_steps: int = 0
-    encoder_warmup_steps: int = 0
-    position_steps: int = 0
+    id_length: int = option(0, ge=0)
+    codebook_size: int = option(0, ge=0)
+    index_max_length: int = option(64, ge=1)
+    index_batch_size: int = option(32, ge=2)
+    index_lr: float = option(1e-4, gt=0)
+    index_fresh_lr: float = option(1e-3, gt=0)
+    reconstructor_warmup_steps: int = option(0, ge=0)  # 0: auto
+    encoder_warmup_steps: int = option(0, ge=-1)  # 0: auto, -1: none
+    position_steps: int = option(0, ge=0)  # 0: auto
     hint_ratios: str = "0.5,0.3"
-    warmup_hint_ratio: float = 0.5
-    query_positions: str = "relative"
-    reconstructor_layers: int = 1
-    reconstructor_init: str = "random"
+    warmup_hint_ratio: float = option(0.5, ge=0, le=1)
+    query_positions: str = option("relative", choices=("relative", "absolute"))
+    reconstructor_layers: int = option(1, ge=1)
+    reconstructor_init: str = option("random", choices=("random", "encoder"))
     train_word_embeddings: bool = True
     contrastive: bool = True
-    contrastive_temperature: float = 0.1
-    contrastive_positive: str = "dropout"
-    schedule: str = "cpu"
+    contrastive_temperature: float = option(0.1, ge=0)  # 0: raw dot products
+    contrastive_positive: str = option("dropout", choices=("dropout", "self"))
+    schedule: str = option("cpu", choices=("cpu", "paper"))
     commitment: bool = True
-    code_anchor: float = 0.0
+    code_anchor: float = option(0.0, ge=0)
     reconstructor_warmup: bool = True
     encoder_warmup: bool = True
     first_codebook: str = "features"
-    diagnostics_every: int = 50
-    diagnostics_documents: int = 512
+    diagnostics_every: int = option(50, ge=0)
+    diagnostics_documents: int = option(512, ge=0)
 
     def parsed_hint_ratios(self) -> list[float]:
         try:
@@ -182,11 +183,7 @@ class LMIndexerConfig(GenerativeOptions):
                 setattr(self, name, value)
 
     def validate(self) -> None:
-        for option, allowed in (("schedule", ("cpu", "paper")), ("query_positions", ("relative", "absolute")),
-                                ("contrastive_positive", ("dropout", "self"))):
-            if getattr(self, option) not in allowed:
-                raise ConfigError(f"lmindexer option {option!r} must be one of {', '.join(allowed)}, "
-                                  f"got {getattr(self, option)!r}")
+        """Rules across options and against the registry (`check_options` runs it)."""
         self.parsed_hint_ratios()
         if self.first_codebook != "features":
             from indexbench.errors import UnknownNameError
@@ -196,23 +193,6 @@ class LMIndexerConfig(GenerativeOptions):
                 get_registry().encoder(self.first_codebook)
             except UnknownNameError as exc:
                 raise ConfigError(f"lmindexer option 'first_codebook' is features or an encoder name: {exc}") from None
-        if not 0.0 <= self.warmup_hint_ratio <= 1.0:
-            raise ConfigError(f"lmindexer option 'warmup_hint_ratio' must be in [0, 1], got {self.warmup_hint_ratio}")
-        if self.reconstructor_init not in ("encoder", "random"):
-            raise ConfigError(f"lmindexer option 'reconstructor_init' must be encoder or random, "
-                              f"got {self.reconstructor_init!r}")
-        if self.reconstructor_layers < 1:
-            raise ConfigError(f"lmindexer option 'reconstructor_layers' must be >= 1, got {self.reconstructor_layers}")
-        for option in ("reconstructor_warmup_steps", "position_steps"):
-            if getattr(self, option) < 0:
-                raise ConfigError(f"lmindexer option {option!r} must be >= 0 (0 = auto), got {getattr(self, option)}")
-        if self.encoder_warmup_steps < -1:
-            raise ConfigError(f"lmindexer option 'encoder_warmup_steps' must be >= -1 (0 = auto, -1 = none), "
-                              f"got {self.encoder_warmup_steps}")
-        if self.code_anchor < 0:
-            raise ConfigError(f"lmindexer option 'code_anchor' must be >= 0, got {self.code_anchor}")
-        if self.index_batch_size < 2:
-            raise ConfigError(f"lmindexer option 'index_batch_size' must be >= 2, got {self.index_batch_size}")
 
 
 class LMIndexer:
@@ -223,7 +203,7 @@ class LMIndexer:
 
     def __init__(self, config: LMIndexerConfig | None = None):
         self.config = config if config is not None else LMIndexerConfig()
-        self.config.validate()
+        check_options(self.config, "indexer 'lmindexer'")
         self.config.apply_schedule()
         self.details: dict[str, Any] = {}
         self.fit_metrics: dict[str, float] = {}  # the reconstructor's final diagnostics (id-quality records them)

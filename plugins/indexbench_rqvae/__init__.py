@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexbench import IndexerEntry, hookimpl
+from indexbench import IndexerEntry, hookimpl, option
 from indexbench.errors import ConfigError
 from indexbench.semantic_ids import IdIndexerOptions, TwoStageIdIndexer, embeddings_fingerprint
 
@@ -45,12 +45,16 @@ class RQVAEConfig(IdIndexerOptions):
     """
 
     hidden_dims: str = "512,256"
-    latent_dim: int = 64
-    vae_steps: int = 1500
-    vae_batch_size: int = 1024
-    vae_lr: float = 1e-3
-    beta: float = 0.25
+    latent_dim: int = option(64, ge=1)
+    vae_steps: int = option(1500, ge=0)
+    vae_batch_size: int = option(1024, ge=1)
+    vae_lr: float = option(1e-3, gt=0)
+    beta: float = option(0.25, ge=0)
     reset_dead_codes: bool = True
+
+    def validate(self) -> None:
+        super().validate()
+        _hidden(self.hidden_dims)
 
 
 def _hidden(text: str) -> list[int]:

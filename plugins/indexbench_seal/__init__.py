@@ -39,9 +39,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from indexbench import IndexerEntry, hookimpl
-from indexbench.errors import ConfigError
+from indexbench import IndexerEntry, hookimpl, option
 from indexbench.generative.options import GenerativeOptions
+from indexbench.options import check_options
 
 __version__ = "0.3.0"
 """Part of every cache key: bump it when a change alters the index, the targets or the model."""
@@ -75,37 +75,20 @@ class SealConfig(GenerativeOptions):
       every result is still a valid, scored ranking).
     """
 
-    num_beams: int = 15
-    max_ngram: int = 10
-    alpha: float = 2.0
-    coverage: float = 0.8
-    smoothing: float = 5.0
-    unigram_evidence: int = 0
-    span_length: int = 10
-    spans_per_pair: int = 1
-    span_starts: str = "idf"
+    num_beams: int = option(15, ge=1)
+    max_ngram: int = option(10, ge=1)
+    alpha: float = option(2.0, gt=0)
+    coverage: float = option(0.8, ge=0, le=1)
+    smoothing: float = option(5.0, ge=0)
+    unigram_evidence: int = option(0, ge=0)
+    span_length: int = option(10, ge=1)
+    spans_per_pair: int = option(1, ge=1)
+    span_starts: str = option("idf", choices=("idf", "uniform"))
     title_targets: bool = True
-    index_max_length: int = 512
-    text_head: str = "lexical"
-    copy_bias: float = 8.0
+    index_max_length: int = option(512, ge=1)
+    text_head: str = option("lexical", choices=("lexical", "none"))
+    copy_bias: float = option(8.0, ge=0)
     train: bool = True
-
-    def check(self) -> None:
-        positive = {"num_beams": self.num_beams, "max_ngram": self.max_ngram, "span_length": self.span_length,
-                    "spans_per_pair": self.spans_per_pair, "index_max_length": self.index_max_length}
-        for name, value in positive.items():
-            if value < 1:
-                raise ConfigError(f"seal option {name!r} must be at least 1, got {value}")
-        if not 0.0 <= self.coverage <= 1.0:
-            raise ConfigError(f"seal option 'coverage' must be in [0, 1], got {self.coverage}")
-        if self.alpha <= 0 or self.smoothing < 0 or self.unigram_evidence < 0:
-            raise ConfigError("seal options 'alpha' must be > 0, 'smoothing' and 'unigram_evidence' >= 0")
-        if self.text_head not in ("lexical", "none"):
-            raise ConfigError(f"seal option 'text_head' must be lexical or none, not {self.text_head!r}")
-        if self.span_starts not in ("idf", "uniform"):
-            raise ConfigError(f"seal option 'span_starts' must be idf or uniform, not {self.span_starts!r}")
-        if self.indexing_pairs not in ("auto", "yes", "no"):
-            raise ConfigError(f"indexing_pairs must be auto, yes or no, not {self.indexing_pairs!r}")
 
 
 class SealIndexer:
@@ -116,7 +99,7 @@ class SealIndexer:
 
     def __init__(self, config: SealConfig | None = None):
         self.config = config or SealConfig()
-        self.config.check()
+        check_options(self.config, "indexer 'seal'")
         self.details: dict = {}
 
     def build_retriever(self, problem, ctx):
