@@ -26,7 +26,7 @@ import numpy as np
 def main() -> None:
     from indexbench_seal._scoring import EvidenceOptions, ngram_weight, rank, score_documents
 
-    from indexbench.generative.backbones import _minilm_tokenizer
+    from indexbench.generative.builtin_backbones import minilm_tokenizer
     from indexbench.metrics import ranking_metrics
     from indexbench.ngram_index import CorpusIndex
     from indexbench.registry import get_registry
@@ -44,7 +44,7 @@ def main() -> None:
     entry = registry.dataset(args.dataset)
     dataset = entry.load(None if entry.builtin else args.data_dir / args.dataset)
     problem, test = registry.task(args.task).split(dataset)
-    text = TextTokenizer(_minilm_tokenizer())
+    text = TextTokenizer(minilm_tokenizer())
     docs = text.tokenize_text_only([d.text for d in problem.corpus], max_length=512)
     index = CorpusIndex.build(docs)
     options = EvidenceOptions()

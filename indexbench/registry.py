@@ -155,7 +155,7 @@ _HOOKS_BY_ATTR = {attr: kind for attr, kind in _HOOKS.values()}
 
 
 DEFAULT_PLUGINS = ("indexbench.tasks", "indexbench.datasets", "indexbench.encoders",
-                   "indexbench.generative.backbones")
+                   "indexbench.generative.builtin_backbones")
 """The core's own plugins -- tasks, dataset formats, text encoders, seq2seq backbones -- loaded by
 module name and called through the same hooks as any plugin."""
 

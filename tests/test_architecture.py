@@ -147,3 +147,32 @@ def test_the_example_plugin_implements_every_hook():
     implemented = sorted(name for name in dir(indexbench_example)
                          if hasattr(getattr(indexbench_example, name), "indexbench_impl"))
     assert implemented == hookspec_names()
+
+
+def test_every_relative_import_names_a_module_that_exists():
+    # An import inside a function runs only when called; one left pointing at a module that
+    # moved fails here instead of in the middle of a user's grid.
+    modules = module_files()
+    missing = []
+    for name, path in modules.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = ".".join(package[:len(package) - node.level + 1] + ([node.module] if node.module else []))
+                if base not in modules and not all(f"{base}.{alias.name}" in modules for alias in node.names):
+                    missing.append(f"{name}:{node.lineno}: from {'.' * node.level}{node.module or ''}")
+    assert missing == []
+
+
+LONG_MODULE = 400
+"""Lines a core module may have before its docstring must say why it is one module."""
+
+
+def test_no_core_module_is_long_without_a_reason_at_its_top():
+    long = []
+    for name, path in module_files().items():
+        text = path.read_text(encoding="utf-8")
+        doc = ast.get_docstring(ast.parse(text)) or ""
+        if text.count("\n") > LONG_MODULE and "Why one module:" not in doc:
+            long.append(f"{name} ({text.count(chr(10))} lines)")
+    assert long == []

@@ -77,7 +77,7 @@ def test_plugins_lists_builtins_third_party_and_broken(env):
         "document-retrieval", "product-search", "recommendation", "id-quality"}
     assert plugins["indexbench.datasets"]["builtin"] and "sample" in plugins["indexbench.datasets"]["registers"]["dataset"]
     assert plugins["indexbench.encoders"]["registers"]["encoder"] == ["minilm", "tiny"]
-    assert "tiny" in plugins["indexbench.generative.backbones"]["registers"]["backbone"]
+    assert "tiny" in plugins["indexbench.generative.builtin_backbones"]["registers"]["backbone"]
     assert plugins["broken"]["error"] == "ImportError: needs libfoo, which is not installed"
     table = cli(env, "plugins")
     assert "failed to load" in table.stdout and "word-overlap" in table.stdout
@@ -187,11 +187,11 @@ def test_sigterm_during_a_run_leaves_no_temporary_artifact(tmp_path):
     import signal
 
     from indexbench.cache import ArtifactCache
-    from indexbench.cli import _sigterm_unwinds
+    from indexbench.cli import sigterm_unwinds
 
     cache = ArtifactCache(tmp_path)
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(SystemExit) as exited, _sigterm_unwinds():
+    with pytest.raises(SystemExit) as exited, sigterm_unwinds():
         with cache.writing("models", {"k": 1}) as tmp:
             (tmp / "half.bin").write_bytes(b"0" * 10)
             os.kill(os.getpid(), signal.SIGTERM)

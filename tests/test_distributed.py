@@ -20,7 +20,7 @@ STEPS = 5
 def _train(out: str) -> None:
     """Train the tiny backbone a few steps (no dropout, so shards and one batch see the same
     model) and save its weights and history to ``out``."""
-    from indexbench.generative.backbones import build_tiny
+    from indexbench.generative.builtin_backbones import build_tiny
     from indexbench.generative.options import GenerativeOptions
     from indexbench.generative.training import train_id_generation
     from indexbench.protocols import RunContext
@@ -74,7 +74,7 @@ def test_two_gloo_processes_train_the_engine_to_the_single_process_weights(tmp_p
 
 
 def _initial_state():
-    from indexbench.generative.backbones import build_tiny
+    from indexbench.generative.builtin_backbones import build_tiny
 
     return build_tiny(seed=0).model.state_dict()
 

@@ -199,9 +199,9 @@ def test_precision_resolution_and_errors(monkeypatch):
     import indexbench.encoders
 
     assert cpu_has_amx_bf16() in (True, False)
-    monkeypatch.setattr(indexbench.encoders, "cpu_has_amx_bf16", lambda: True)
+    monkeypatch.setattr(indexbench.encoders.precision, "cpu_has_amx_bf16", lambda: True)
     assert resolve_precision("auto", "cpu") == "bf16"  # AMX: bf16 is the fast one, at fp32's quality
-    monkeypatch.setattr(indexbench.encoders, "cpu_has_amx_bf16", lambda: False)
+    monkeypatch.setattr(indexbench.encoders.precision, "cpu_has_amx_bf16", lambda: False)
     assert resolve_precision("auto", "cpu") == "fp32"
     assert resolve_precision("auto", "cuda:0") == "bf16"
     assert resolve_precision("bf16", "cpu") == "bf16"

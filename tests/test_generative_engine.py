@@ -32,9 +32,9 @@ def tiny_t5_dir(tmp_path_factory):
     """A randomly initialised T5 saved as a Hugging Face checkpoint, as a user's t5-base would be."""
     from transformers import T5Config, T5ForConditionalGeneration
 
-    from indexbench.generative.backbones import _minilm_tokenizer
+    from indexbench.generative.builtin_backbones import minilm_tokenizer
 
-    tokenizer = _minilm_tokenizer()
+    tokenizer = minilm_tokenizer()
     config = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=16, d_ff=64, num_heads=2,
                       num_layers=2, num_decoder_layers=1, pad_token_id=0, decoder_start_token_id=0,
                       eos_token_id=tokenizer.sep_token_id)

@@ -1,4 +1,5 @@
-"""Seq2seq backbones for generative retrieval, and the adapter the engine drives them through.
+"""Seq2seq backbones for generative retrieval: the adapter the engine drives them through, and
+`load_backbone`, which builds one by registered name or from a local checkpoint.
 
 `Seq2SeqBackbone` wraps a Hugging Face encoder-decoder (T5, BART, or an `EncoderDecoderModel` of
 BERTs) and exposes just what the engine needs: encode a batch, run the decoder body one step with a
@@ -7,17 +8,9 @@ vocabulary (30k+ rows) is most of what makes constrained decoding fast; `check_h
 load that these restricted logits equal the model's own full logits, so an architecture whose
 head the adapter does not understand fails loudly instead of ranking wrongly.
 
-Registered backbones (`builtin_backbones`):
-
-* ``minilm-encdec`` (default): all-MiniLM-L6-v2 as the encoder, and a decoder warm-started from
-  its first ``decoder_layers`` layers (cross-attention initialised as mean pooling of the encoder states). Two decoder layers by
-  default: the decoder runs T steps × 20 beams per query, so each layer costs far more at search
-  time than an encoder layer, while IDs are only 3 tokens long and need little depth.
-* ``t5-small-scratch``: a small T5 (4 encoder / 2 decoder layers, d_model 256) trained from
-  scratch on the MiniLM WordPiece vocabulary — the "no pre-training" control.
-* ``tiny``: a 2+1-layer, 32-wide BERT encoder-decoder with random weights, for tests.
-* any local directory holding a Hugging Face seq2seq checkpoint and its tokenizer (a real t5-base
-  works unchanged): ``--indexer hc:backbone=/models/t5-base``.
+The built-in backbones are in `indexbench.generative.builtin_backbones`; any local directory
+holding a Hugging Face seq2seq checkpoint and its tokenizer also works (a real t5-base unchanged):
+``--indexer hc:backbone=/models/t5-base``.
 """
 
 from __future__ import annotations
@@ -27,9 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..data import fingerprint_of
-from ..entries import BackboneEntry
 from ..errors import ConfigError
-from ..hookspecs import hookimpl
 from ..tokenization import TextTokenizer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -114,7 +105,7 @@ class Seq2SeqBackbone:
         # start point.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            with _quiet_hf():
+            with quiet_hf():
                 owner.resize_token_embeddings(base + vocabulary.size)
         self.model.to(self.device)
         self.vocabulary = vocabulary
@@ -250,146 +241,32 @@ def _encoder_config(model: Any) -> Any:
     return getattr(model.config, "encoder", model.config)
 
 
-# --------------------------------------------------------------------------- builders
-
-
 @contextmanager
-def _quiet_hf():
+def quiet_hf():
     """No tqdm bars and no "newly initialised weights" reports while building a backbone: a
     warm-started decoder's cross-attention is new by design, and the CLI reports progress itself."""
     from transformers.utils import logging as hf_logging
 
-    from ..encoders import _quiet_loading
+    from ..encoders.loading import quiet_loading
 
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        with _quiet_loading():
+        with quiet_loading():
             yield
     finally:
         hf_logging.set_verbosity(level)
 
 
-def _minilm_dir() -> Path:
-    from ..encoders import _minilm_path, _offline
-
-    _offline()
-    return _minilm_path()
-
-
-def _minilm_tokenizer():
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(_minilm_dir()), local_files_only=True)
-
-
-def _bert_encoder_decoder(encoder, decoder_config, tokenizer, init_from: Path | None):
-    from transformers import BertLMHeadModel, EncoderDecoderModel
-
-    decoder_config.is_decoder = True
-    decoder_config.add_cross_attention = True
-    with _quiet_hf():
-        if init_from is not None:
-            decoder = BertLMHeadModel.from_pretrained(str(init_from), config=decoder_config,
-                                                      local_files_only=True)
-        else:
-            decoder = BertLMHeadModel(decoder_config)
-    model = EncoderDecoderModel(encoder=encoder, decoder=decoder)
-    model.config.decoder_start_token_id = tokenizer.cls_token_id
-    model.config.pad_token_id = tokenizer.pad_token_id
-    return model
-
-
-def build_minilm_encdec(device: str = "cpu", *, seed: int = 0,
-                        decoder_layers: int | None = None) -> Seq2SeqBackbone:
-    import torch
-    from transformers import BertConfig, BertModel
-
-    layers = decoder_layers or DEFAULT_DECODER_LAYERS
-    path = _minilm_dir()
-    tokenizer = _minilm_tokenizer()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # the fresh cross-attention weights
-        with _quiet_hf():
-            encoder = BertModel.from_pretrained(str(path), add_pooling_layer=False, local_files_only=True)
-        config = BertConfig.from_pretrained(str(path), local_files_only=True)
-        if layers > config.num_hidden_layers:
-            raise ConfigError(f"decoder_layers={layers}: MiniLM has only {config.num_hidden_layers} layers")
-        config.num_hidden_layers = layers
-        model = _bert_encoder_decoder(encoder, config, tokenizer, init_from=path)
-        _mean_pooling_cross_attention(model.decoder.base_model)
-    # Untrained next to MiniLM's weights: the cross-attention, the output head's transform, and the
-    # decoder's token embeddings, where the ID tokens live (the decoder reads no text tokens).
-    fresh = ("crossattention", "decoder.cls.", "decoder.bert.embeddings.word_embeddings")
-    return Seq2SeqBackbone(model, tokenizer, name="minilm-encdec", device=device, fresh_parameters=fresh,
-                           weights=f"all-MiniLM-L6-v2:decoder_layers={layers}:xattn=mean-pool:seed={seed}")
-
-
-def _mean_pooling_cross_attention(decoder) -> None:
-    """Start every cross-attention layer as mean pooling of the encoder states.
-
-    Zero query and key projections make the attention uniform over the (unmasked) input
-    tokens; identity value and output projections then add the mean encoder state to the
-    decoder's stream -- the very vector all-MiniLM-L6-v2 was trained to make a sentence
-    embedding of. A random cross-attention instead adds a small random projection, and the
-    decoder starts out nearly blind to its input. The weights still train freely from here.
-    """
-    import torch
-
-    with torch.no_grad():
-        for layer in decoder.encoder.layer:
-            attention = layer.crossattention
-            for linear in (attention.self.query, attention.self.key):
-                linear.weight.zero_()
-                linear.bias.zero_()
-            for linear in (attention.self.value, attention.output.dense):
-                linear.weight.copy_(torch.eye(linear.weight.shape[0], dtype=linear.weight.dtype))
-                linear.bias.zero_()
-
-
-def build_tiny(device: str = "cpu", *, seed: int = 0, decoder_layers: int | None = None) -> Seq2SeqBackbone:
-    import torch
-    from transformers import BertConfig, BertModel
-
-    tokenizer = _minilm_tokenizer()
-    sizes = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64,
-             "max_position_embeddings": 128, "vocab_size": len(tokenizer),
-             "pad_token_id": tokenizer.pad_token_id}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        encoder = BertModel(BertConfig(num_hidden_layers=2, **sizes), add_pooling_layer=False)
-        model = _bert_encoder_decoder(encoder, BertConfig(num_hidden_layers=decoder_layers or 1, **sizes),
-                                      tokenizer, init_from=None)
-    return Seq2SeqBackbone(model, tokenizer, name="tiny", device=device, fresh_parameters=("",),
-                           weights=f"random:decoder_layers={decoder_layers or 1}:seed={seed}")
-
-
-def build_t5_small_scratch(device: str = "cpu", *, seed: int = 0,
-                           decoder_layers: int | None = None) -> Seq2SeqBackbone:
-    import torch
-    from transformers import T5Config, T5ForConditionalGeneration
-
-    tokenizer = _minilm_tokenizer()
-    config = T5Config(vocab_size=len(tokenizer), d_model=256, d_kv=64, d_ff=1024, num_heads=4,
-                      num_layers=4, num_decoder_layers=decoder_layers or 2,
-                      pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.sep_token_id,
-                      decoder_start_token_id=tokenizer.pad_token_id)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = T5ForConditionalGeneration(config)
-    return Seq2SeqBackbone(model, tokenizer, name="t5-small-scratch", device=device, fresh_parameters=("",),
-                           weights=f"random:decoder_layers={decoder_layers or 2}:seed={seed}")
-
-
 def load_local_checkpoint(path: Path, device: str = "cpu") -> Seq2SeqBackbone:
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from ..encoders import _offline
+    from ..encoders.loading import offline_hub
 
-    _offline()
+    offline_hub()
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        with _quiet_hf():
+        with quiet_hf():
             model = AutoModelForSeq2SeqLM.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -422,18 +299,4 @@ def load_backbone(name: str, *, device: str = "cpu", seed: int = 0,
     raise AssertionError("unreachable")
 
 
-def builtin_backbones() -> list[BackboneEntry]:
-    """Each factory: ``factory(device="cpu", *, seed=0, decoder_layers=None) -> Seq2SeqBackbone``."""
-    return [
-        BackboneEntry("minilm-encdec", build_minilm_encdec,
-                      "all-MiniLM-L6-v2 encoder + decoder warm-started from its first layers (default 2)"),
-        BackboneEntry("t5-small-scratch", build_t5_small_scratch,
-                      "T5 4+2 layers, d_model 256, random init, MiniLM vocabulary"),
-        BackboneEntry("tiny", build_tiny, "random 2+1-layer 32-wide BERT encoder-decoder; tests only"),
-    ]
-
-
-@hookimpl
-def register_backbones(register):
-    for entry in builtin_backbones():
-        register(entry)
+__all__ = ["DEFAULT_DECODER_LAYERS", "Seq2SeqBackbone", "load_backbone", "load_local_checkpoint", "quiet_hf"]

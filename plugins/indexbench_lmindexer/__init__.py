@@ -29,7 +29,7 @@ Where this differs from the paper's T5-base setup, and why:
 * Reconstructor (Eq. 5/7), as the authors' code has it and where the paper is silent: every
   token is predicted, each from its own random subset of the other tokens (never itself); the
   query is the ID vector, *normalised* before anything is added, and positions enter as a T5
-  relative-position bias. Two starts of ours, each measured (benchmarks/README.md, issue #12):
+  relative-position bias. Two starts of ours, each measured (benchmarks/README.md):
   the bias starts as a locality prior (`_model.locality_bias`; after 272 warm-up steps T5's
   near-zero start ended 0.55 nats below unigram on held-out items, this one 1.08) and the output
   bias as the corpus's unigram log-probabilities (with neither start: 0.28; at lr 1e-3 the bias
@@ -45,12 +45,10 @@ Where this differs from the paper's T5-base setup, and why:
   cosine / temperature (0.1); ``contrastive_positive=self`` gives Eq. 9 as printed (h·h in the
   numerator, a constant for normalised h) and ``contrastive_temperature=0`` raw dot products.
 * Objective and schedule: the paper's -- Eq. 13's encoder warm-up runs (one epoch a position on
-  the CPU schedule) and nothing pulls the codes. Sessions 9-10 had departed from both (no encoder
-  warm-up, and a ``code_anchor`` cross-entropy keeping the codes on their k-means start) while
-  the reconstructor stayed at unigram level; with the fixed reconstructor the paper's schedule
-  no longer collapses and scores slightly higher (AMI 0.459 against 0.454), so the departures
-  went (benchmarks/README.md, issue #12). ``code_anchor=W`` is still an option. Without the
-  encoder warm-up, unanchored training does collapse (AMI 0.35, perplexity 77 of 256).
+  the CPU schedule) and nothing pulls the codes towards their k-means start. Measured against a
+  ``code_anchor`` cross-entropy to the k-means codes (still an option, ``code_anchor=W``), the
+  paper's objective scores slightly higher (AMI 0.459 against 0.454; benchmarks/README.md).
+  Without the encoder warm-up, unanchored training collapses (AMI 0.35, perplexity 77 of 256).
 * Codebook initialisation: k-means runs on the centred, normalised h^t (from t = 2 on, centred
   within each prefix group) and the centroids become rows of one norm fitted on held-out
   documents (`set_code_rows`): the raw features' dot products are in the hundreds, which

@@ -150,7 +150,7 @@ def load_minilm_cls(device="cpu"):
 
 
 def build_tiny_deep(device="cpu", *, seed=0, decoder_layers=None):
-    from indexbench.generative.backbones import build_tiny
+    from indexbench.generative.builtin_backbones import build_tiny
 
     return build_tiny(device, seed=seed, decoder_layers=decoder_layers or 2)
 
