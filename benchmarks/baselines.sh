@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The measured table of benchmarks/README.md: BM25 and the dual encoder (zero-shot and fine-tuned)
+# The measured table of benchmarks/LOG.md: BM25 and the dual encoder (zero-shot and fine-tuned)
 # on SciFact and amazon-scientific, each grid run twice to show what the artifact cache saves.
 #   bash benchmarks/baselines.sh [DATA_DIR]        (default ../shared/data)
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU figure of benchmarks/README.md in one run (issue #17, point 4), for when a GPU machine
+# Every GPU figure of benchmarks/LOG.md in one run (issue #17, point 4), for when a GPU machine
 # is lent: the decoding benchmark, the encoding benchmark (fp32 against bf16, with SciFact
 # ndcg@10), the engine's training step, and the amazon-scientific grid, all with --device cuda.
 #   bash benchmarks/gpu.sh [DATA_DIR]        (default ../shared/data)

@@ -8,7 +8,7 @@ the codes so far) after every phase of one run; run it in two processes and comp
 The run is id-quality on the built-in sample data (about 5 minutes on 2 CPU cores) unless
 ``--spec`` / ``--dataset`` say otherwise; the artifact cache is a fresh temporary directory, so
 nothing is reused. The first phase whose hashes differ is where the runs part (session 13 found
-encoder-warmup@1 that way: benchmarks/README.md, "train@1 was not repeatable").
+encoder-warmup@1 that way: benchmarks/LOG.md, "train@1 was not repeatable").
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ hint ratio, still without further training: what train@1 starts from.
 Variants are ``name:key=value:...`` over LMIndexer's options (e.g. ``rel:query_positions=relative``),
 plus ``bias_init=random`` (T5's near-zero start of the relative bias instead of the locality
 one) and ``output_bias=zero`` (instead of the corpus unigram log-probabilities); without any, the
-study in benchmarks/README.md is run. Writes a Markdown table to stdout.
+study in benchmarks/LOG.md is run. Writes a Markdown table to stdout.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ stream -- is libdivsufsort's (``pydivsufsort``, which handles integer alphabets)
 uses an FM-index (a compressed suffix array) from sdsl-lite. An uncompressed suffix array
 answers the same questions with plain binary searches and costs 4 bytes a token, which for the
 corpora here (SciFact ~1.7 M tokens, amazon-scientific ~0.5 M) is a few MB; it is built in well
-under a second (benchmarks/README.md has the figures).
+under a second (benchmarks/LOG.md has the figures).
 
 Every query is a binary search over suffix-array rows: the rows whose suffixes start with an
 n-gram form one contiguous range, and the token that follows the n-gram is sorted within it.

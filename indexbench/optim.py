@@ -108,7 +108,7 @@ def adamw(
     # fused: one pass over each tensor instead of ~10 elementwise ones; for 46 M parameters on
     # the CPU a step took 0.54 s against the per-tensor loop's 0.75 s (one thread, beside another
     # job: a ratio, not a timing), and the updates match it to float rounding
-    # (benchmarks/README.md, "The training step").
+    # (benchmarks/LOG.md, "The training step").
     fused = all(q.is_floating_point() and q.device.type in ("cpu", "cuda")
                 for g in param_groups for q in g["params"])
     optimizer = torch.optim.AdamW(param_groups, lr=lr, fused=fused or None)

@@ -27,7 +27,7 @@ needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason='ray is not installed (pip install "indexbench[ray]")')
 
 # The grid of issue #16's "done when" on the tiny backbone (with the default one the two runs take
-# 8 minutes here; benchmarks/README.md records that run, equal cell for cell too).
+# 8 minutes here; benchmarks/LOG.md records that run, equal cell for cell too).
 GRID = ["bm25", "random-ids:backbone=tiny:max_steps=20", "hc:backbone=tiny:max_steps=20"]
 TASKS = ["product-search", "recommendation", "id-quality"]
 

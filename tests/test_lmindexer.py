@@ -141,7 +141,7 @@ def test_the_reconstructors_gradients_are_the_same_bits_every_time():
     """Same inputs, same seed: the same gradient to every weight, bit for bit. Indexing the word
     embeddings with repeated token ids (``W[ids]``) accumulated their gradient in a thread-dependent
     order on the CPU, so two runs with one seed parted from the first phase that trains W
-    (benchmarks/README.md, "train@1 is not repeatable")."""
+    (benchmarks/LOG.md, "train@1 is not repeatable")."""
     import hashlib
 
     from indexbench_lmindexer._model import Reconstructor, reconstruction_loss, sample_visibility

@@ -12,7 +12,7 @@ autocast on CUDA). ``int8``: torch dynamic quantisation of the linear layers (CP
 ``bf16``: bf16 autocast; ``auto``: the device's default (`DEFAULT_PRECISION`)."""
 
 DEFAULT_PRECISION = {"cpu": "fp32", "cpu-amx": "bf16", "cuda": "bf16"}
-"""``auto`` per device, chosen on the measurements in benchmarks/README.md ("Encoding
+"""``auto`` per device, chosen on the measurements in benchmarks/LOG.md ("Encoding
 precision"): bf16 on CUDA; on a CPU with AMX bf16 tiles (Intel Sapphire Rapids and later) bf16
 too -- 2.64x the plain float loop, SciFact ndcg@10 0.6466 against fp32's 0.6451; elsewhere fp32
 (int8 loses 0.026 ndcg@10; bf16 on a CPU without AMX is not measured)."""

@@ -4,7 +4,7 @@ all-MiniLM-L6-v2 ships no masked-LM head, so minilm-encdec's output head has a r
 transform in front of MiniLM's word embeddings: untrained, it writes the same words
 ('quiet', 'happiness', 'television') for any input. A model that generates text -- SEAL's
 n-grams -- then has to learn conditioning from scratch, and in a few hundred CPU steps it only
-learns the targets' marginal distribution (benchmarks/README.md, SEAL section). BART, which
+learns the targets' marginal distribution (benchmarks/LOG.md, SEAL section). BART, which
 SEAL fine-tunes, starts as a pretrained denoiser that copies its input.
 
 Yet the decoder's states already carry the input's meaning: with the cross-attention started

@@ -25,11 +25,11 @@ Where this differs from the paper's T5-base setup, and why:
   CPU defaults (`_schedule.SCHEDULES`) train the reconstructor alone for 8 epochs (capped at
   1,200 steps), then per position one epoch of encoder warm-up and 1.1 of training at batch 32
   -- on amazon-scientific 1,086 reconstructor-only steps + 2 x (136 + 150), 28 minutes on 2
-  cores (benchmarks/README.md).
+  cores (benchmarks/LOG.md).
 * Reconstructor (Eq. 5/7), as the authors' code has it and where the paper is silent: every
   token is predicted, each from its own random subset of the other tokens (never itself); the
   query is the ID vector, *normalised* before anything is added, and positions enter as a T5
-  relative-position bias. Two starts of ours, each measured (benchmarks/README.md):
+  relative-position bias. Two starts of ours, each measured (benchmarks/LOG.md):
   the bias starts as a locality prior (`_model.locality_bias`; after 272 warm-up steps T5's
   near-zero start ended 0.55 nats below unigram on held-out items, this one 1.08) and the output
   bias as the corpus's unigram log-probabilities (with neither start: 0.28; at lr 1e-3 the bias
@@ -47,7 +47,7 @@ Where this differs from the paper's T5-base setup, and why:
 * Objective and schedule: the paper's -- Eq. 13's encoder warm-up runs (one epoch a position on
   the CPU schedule) and nothing pulls the codes towards their k-means start. Measured against a
   ``code_anchor`` cross-entropy to the k-means codes (still an option, ``code_anchor=W``), the
-  paper's objective scores slightly higher (AMI 0.459 against 0.454; benchmarks/README.md).
+  paper's objective scores slightly higher (AMI 0.459 against 0.454; benchmarks/LOG.md).
   Without the encoder warm-up, unanchored training collapses (AMI 0.35, perplexity 77 of 256).
 * Codebook initialisation: k-means runs on the centred, normalised h^t (from t = 2 on, centred
   within each prefix group) and the centroids become rows of one norm fitted on held-out

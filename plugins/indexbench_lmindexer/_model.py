@@ -259,7 +259,7 @@ def init_from_bert(reconstructor: Reconstructor, encoder) -> bool:
     Its job -- contextual token prediction from visible tokens -- is what the encoder's first
     layers already do, so their self-attention weights become its cross-attention (queries: the
     ID stream, keys/values: the hints). It still trains from there. Not the default: on
-    amazon-scientific the IDs collapsed during train@1 with it (benchmarks/README.md).
+    amazon-scientific the IDs collapsed during train@1 with it (benchmarks/LOG.md).
     """
     embeddings = getattr(encoder, "embeddings", None)
     layers = getattr(getattr(encoder, "encoder", None), "layer", None)

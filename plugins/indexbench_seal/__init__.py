@@ -70,7 +70,7 @@ class SealConfig(GenerativeOptions):
     * ``copy_bias`` -- added to the logit of every token of the query, in training and search
       (`indexbench.generative.ngram_decoding.input_token_bias`): a copy prior (0 = off). 8 was
       best of 0/2/4/8 untrained on amazon product search, and trained (200 steps) it gave
-      ndcg@5 0.257 against 0.047 without (benchmarks/README.md, SEAL).
+      ndcg@5 0.257 against 0.047 without (benchmarks/LOG.md, SEAL).
     * ``train`` -- false: use the backbone as it comes (the decoder is then an untrained LM, but
       every result is still a valid, scored ranking).
     """

@@ -133,7 +133,7 @@ def _span_near_query(doc: list[int], query: list[int], length: int, rng,
     when there is none or every weight is 0. SEAL matches without stopwords; uniformly over
     WordPiece matches, 57 % of SciFact's spans started on a token found in over a fifth of the
     abstracts ('.' alone 21 %, then 'of', '-', 'in', 'the'), which taught the model to write
-    those first and lowered the trained model below the untrained one (benchmarks/README.md)."""
+    those first and lowered the trained model below the untrained one (benchmarks/LOG.md)."""
     wanted = set(query)
     hits = [i for i, token in enumerate(doc) if token in wanted]
     if not hits:
