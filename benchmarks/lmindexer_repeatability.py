@@ -31,12 +31,12 @@ def _digest(state: dict) -> str:
 
 def run(out: Path, spec: str, dataset: str, data_dir: Path) -> None:
     import numpy as np
-    from indexbench_lmindexer import _schedule
+    from indexbench_lmindexer import _algorithm
 
     from indexbench.runner import run_grid
 
     phases = []
-    checkpoint = _schedule.SelfSupervisedTraining._checkpoint
+    checkpoint = _algorithm.SelfSupervisedTraining._checkpoint
 
     def hashed_checkpoint(self):  # called once after every phase
         codes = hashlib.sha256(np.ascontiguousarray(self.state.codes).tobytes()).hexdigest()[:16]
@@ -44,7 +44,7 @@ def run(out: Path, spec: str, dataset: str, data_dir: Path) -> None:
                        "reconstructor": _digest(self.reconstructor.state_dict()), "codes": codes})
         return checkpoint(self)
 
-    _schedule.SelfSupervisedTraining._checkpoint = hashed_checkpoint
+    _algorithm.SelfSupervisedTraining._checkpoint = hashed_checkpoint
     record = run_grid([spec], ["id-quality"], [dataset], cache_dir=tempfile.mkdtemp(), store=False,
                       device="cpu", data_dir=data_dir)[0]
     out.write_text(json.dumps({"spec": spec, "phases": phases, "status": record.status,

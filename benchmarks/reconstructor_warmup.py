@@ -43,7 +43,7 @@ def parse(variant: str) -> tuple[str, dict[str, str]]:
 
 
 def main() -> None:
-    from indexbench_lmindexer._schedule import Phase, SelfSupervisedTraining
+    from indexbench_lmindexer._algorithm import Phase, SelfSupervisedTraining
 
     from indexbench.datasets.amazon import load_lcrec
     from indexbench.generative.backbones import load_backbone

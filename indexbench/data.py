@@ -169,3 +169,6 @@ class SemanticIds:
 
     def prefixes(self, doc_ids: Sequence[str], length: int) -> list[tuple[int, ...]]:
         return [tuple(self.ids[d][:length]) for d in doc_ids]
+
+
+__all__ = ["Corpus", "Dataset", "Document", "Interactions", "Qrels", "Queries", "SemanticIds", "fingerprint_of"]

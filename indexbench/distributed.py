@@ -165,3 +165,7 @@ def all_reduce_sum(value: float, device: Any = "cpu") -> float:
     tensor = torch.tensor([value], dtype=torch.float64, device=device)  # nccl: on the GPU
     dist.all_reduce(tensor)
     return float(tensor.item())
+
+
+__all__ = ["all_reduce_gradients", "all_reduce_sum", "gather_batch", "init_from_environment", "is_main", "launched", "rank",
+           "shard", "shard_indices", "shard_share", "world_size"]

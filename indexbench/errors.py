@@ -43,3 +43,6 @@ class UnknownNameError(IndexbenchError):
 
 class ConfigError(IndexbenchError):
     """An option given to an indexer or task is unknown or has the wrong type."""
+
+
+__all__ = ["ConfigError", "DataError", "IndexbenchError", "UnknownNameError"]

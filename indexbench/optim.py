@@ -116,3 +116,6 @@ def adamw(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear_decay(total_steps, warmup))
     return Optimisation(optimizer, scheduler, [q for g in param_groups for q in g["params"]], max_grad_norm,
                         data_parallel=data_parallel)
+
+
+__all__ = ["Optimisation", "adamw", "warmup_linear_decay"]

@@ -89,3 +89,6 @@ class TextTokenizer:
             input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
             mask[row, : len(ids)] = 1
         return input_ids.to(device), mask.to(device)
+
+
+__all__ = ["TextTokenizer", "Truncation", "special_template", "token_idf"]

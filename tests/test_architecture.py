@@ -176,3 +176,37 @@ def test_no_core_module_is_long_without_a_reason_at_its_top():
         if text.count("\n") > LONG_MODULE and "Why one module:" not in doc:
             long.append(f"{name} ({text.count(chr(10))} lines)")
     assert long == []
+
+
+PLUGIN_API = (
+    "indexbench", "indexbench.data", "indexbench.protocols", "indexbench.options", "indexbench.errors",
+    "indexbench.semantic_ids", "indexbench.generative", "indexbench.generative.builtin_backbones",
+    "indexbench.encoders", "indexbench.kmeans", "indexbench.metrics", "indexbench.optim", "indexbench.tokenization",
+    "indexbench.ngram_index", "indexbench.distributed", "indexbench.registry",
+)
+"""What a plugin may import (README, "What a plugin may import"): the names in these modules' __all__."""
+
+
+def test_the_plugins_import_only_the_documented_plugin_api():
+    import importlib
+
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### What a plugin may import", 1)[1].split("\n## ", 1)[0]
+    for module in PLUGIN_API:
+        assert f"`{module}`" in section, f"{module} is not documented in README's plugin API"
+    sources = sorted((PACKAGE.parent / "plugins").rglob("*.py")) + sorted(
+        (Path(__file__).parent / "example_plugin").rglob("*.py"))
+    outside = []
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith("indexbench"):
+                if not node.module.startswith("indexbench_"):
+                    public = getattr(importlib.import_module(node.module), "__all__", ())
+                    for alias in node.names:
+                        name = f"{node.module}.{alias.name}"
+                        if name not in PLUGIN_API and (node.module not in PLUGIN_API or alias.name not in public):
+                            outside.append(f"{path.name}:{node.lineno}: {name}")
+            elif isinstance(node, ast.Import):
+                outside += [f"{path.name}:{node.lineno}: import {a.name}" for a in node.names
+                            if a.name.startswith("indexbench.") and a.name not in PLUGIN_API]
+    assert outside == []

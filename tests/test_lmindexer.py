@@ -248,7 +248,7 @@ def test_a_tiny_reconstructor_learns_tokens_that_depend_on_the_position(position
 
 
 def _training(config_overrides=None, n=20):
-    from indexbench_lmindexer._schedule import SelfSupervisedTraining
+    from indexbench_lmindexer._algorithm import SelfSupervisedTraining
 
     from indexbench.generative.backbones import load_backbone
 
@@ -260,7 +260,7 @@ def _training(config_overrides=None, n=20):
 
 
 def _encoder_grad_after_reconstruction(training):
-    from indexbench_lmindexer._schedule import Phase
+    from indexbench_lmindexer._algorithm import Phase
 
     training.state.codes = np.zeros((len(training.doc_tokens), 1), dtype=np.int64)
     losses, *_ = training._forward(Phase("train@2", "train", 1, 1), np.arange(8), torch.Generator().manual_seed(0))
@@ -277,7 +277,7 @@ def test_reconstruction_gradients_reach_the_encoder_through_the_straight_through
     training = _training({"contrastive": False, "commitment": False})
     assert _encoder_grad_after_reconstruction(training) > 0
     # The control: a plain (hard) look-up of the current code cuts the path, as the paper says.
-    import indexbench_lmindexer._schedule as schedule
+    import indexbench_lmindexer._algorithm as schedule
 
     monkeypatch.setattr(schedule, "straight_through", lambda logits, book: book[logits.argmax(-1)].detach())
     training = _training({"contrastive": False, "commitment": False})
@@ -286,7 +286,7 @@ def test_reconstruction_gradients_reach_the_encoder_through_the_straight_through
 
 
 def test_code_anchor_is_the_weighted_cross_entropy_to_the_k_means_codes():
-    from indexbench_lmindexer._schedule import Phase
+    from indexbench_lmindexer._algorithm import Phase
 
     training = _training({"contrastive": False, "commitment": False, "code_anchor": 0.5})
     training.state.codes = np.zeros((len(training.doc_tokens), 0), dtype=np.int64)
@@ -314,7 +314,7 @@ def test_code_anchor_is_the_weighted_cross_entropy_to_the_k_means_codes():
 
 
 def test_phases_follow_algorithm_1_and_the_ablation_switches():
-    from indexbench_lmindexer._schedule import plan_phases
+    from indexbench_lmindexer._algorithm import plan_phases
 
     def names(**o):
         return [p.name for p in plan_phases(make(**o).config, 2, 30)]
@@ -330,7 +330,7 @@ def test_phases_follow_algorithm_1_and_the_ablation_switches():
 
 
 def test_auto_steps_scale_with_the_corpus_up_to_the_cpu_caps():
-    from indexbench_lmindexer._schedule import plan_phases
+    from indexbench_lmindexer._algorithm import plan_phases
 
     auto = make(reconstructor_warmup_steps=0, encoder_warmup_steps=0, position_steps=0, index_batch_size=32)
     assert [p.steps for p in plan_phases(auto.config, 2, 300)] == [0, 75, 10, 0, 11, 10, 0, 11]
@@ -342,7 +342,7 @@ def test_auto_steps_scale_with_the_corpus_up_to_the_cpu_caps():
 
 
 def test_the_paper_schedule_presets_table_9_and_keeps_explicit_options():
-    from indexbench_lmindexer._schedule import plan_phases
+    from indexbench_lmindexer._algorithm import plan_phases
 
     paper = make(schedule="paper", reconstructor_warmup_steps=0, encoder_warmup_steps=0, position_steps=0,
                  index_batch_size=32, index_fresh_lr=1e-3)  # the defaults: the preset replaces them
@@ -447,7 +447,7 @@ def test_ablations_drop_their_losses():
 
 
 def test_interrupted_training_resumes_from_its_checkpoint_with_the_same_ids(tmp_path, monkeypatch):
-    import indexbench_lmindexer._schedule as schedule
+    import indexbench_lmindexer._algorithm as schedule
 
     corpus = small_corpus()
     reference = make().assign_ids(corpus, RunContext(seed=1, cache=ArtifactCache(tmp_path / "ref")))

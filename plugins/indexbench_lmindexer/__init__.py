@@ -9,7 +9,7 @@ with. A shallow reconstructor recovers masked document tokens from the ID vector
 tokens (Eq. 4-8); contrastive (Eq. 9) and commitment (Eq. 10) losses join it (Eq. 11), and
 Algorithm 1's schedule -- reconstructor warm-up, then per position an encoder warm-up without the
 new codebook, k-means codebook initialisation and full training, earlier codes fixed -- guards
-against the two collapses of §3.2 (`_schedule`). The last position de-duplicates, as for every
+against the two collapses of §3.2 (`_algorithm`). The last position de-duplicates, as for every
 ID indexer here.
 
 Downstream (Eq. 14), the engine fine-tunes *this* trained encoder-decoder with its codebooks as
@@ -22,7 +22,7 @@ Where this differs from the paper's T5-base setup, and why:
   (the only pretrained model available offline; T5-base is 10x the compute on a 2-core CPU).
   Any local T5 checkpoint works through ``backbone=/path``.
 * Budget: the paper trains 30 epochs per Amazon dataset at batch 128 (``schedule=paper``); the
-  CPU defaults (`_schedule.SCHEDULES`) train the reconstructor alone for 8 epochs (capped at
+  CPU defaults (`_algorithm.SCHEDULES`) train the reconstructor alone for 8 epochs (capped at
   1,200 steps), then per position one epoch of encoder warm-up and 1.1 of training at batch 32
   -- on amazon-scientific 1,086 reconstructor-only steps + 2 x (136 + 150), 28 minutes on 2
   cores (benchmarks/LOG.md).
@@ -69,7 +69,7 @@ from typing import Any
 from indexbench import IndexerEntry, hookimpl, option
 from indexbench.data import Corpus, SemanticIds, fingerprint_of
 from indexbench.errors import ConfigError
-from indexbench.generative.options import GenerativeOptions
+from indexbench.generative import GenerativeOptions
 from indexbench.options import check_options
 from indexbench.semantic_ids import id_options, ids_from_codes, resolve_id_shape
 
@@ -95,11 +95,11 @@ class LMIndexerConfig(GenerativeOptions):
     * ``index_batch_size``; ``index_lr`` (pretrained weights) and ``index_fresh_lr`` (the
       reconstructor, codebooks and other untrained weights).
     * ``schedule`` -- ``cpu`` (default) or ``paper``: Table 9's budget and objective for a GPU
-      (`_schedule.PAPER_PRESET`: 512 tokens, batch 128, lr 1e-3, 30 epochs a phase, encoder
+      (`_algorithm.PAPER_PRESET`: 512 tokens, batch 128, lr 1e-3, 30 epochs a phase, encoder
       warm-up on, no code anchor); options left at their defaults take the preset's values.
     * ``reconstructor_warmup_steps`` (Eq. 12), ``encoder_warmup_steps`` (Eq. 13, per position),
       ``position_steps`` (Eq. 11, per position); 0 = auto, from the schedule
-      (`_schedule.SCHEDULES`; ``cpu``: 8 epochs capped at 1,200 reconstructor-only steps, then
+      (`_algorithm.SCHEDULES`; ``cpu``: 8 epochs capped at 1,200 reconstructor-only steps, then
       per position 1 epoch capped at 150 of encoder warm-up and 1.1 epochs capped at 150).
       ``encoder_warmup_steps=-1`` skips the encoder warm-up but keeps the k-means codebook
       initialisation (``encoder_warmup=false`` drops both).
@@ -169,11 +169,11 @@ class LMIndexerConfig(GenerativeOptions):
         return ratios
 
     def apply_schedule(self) -> None:
-        """``schedule=paper``: every option still at its default takes `_schedule.PAPER_PRESET`'s
+        """``schedule=paper``: every option still at its default takes `_algorithm.PAPER_PRESET`'s
         value (so ``schedule=paper:index_batch_size=64`` keeps its 64)."""
         if self.schedule != "paper":
             return
-        from ._schedule import PAPER_PRESET
+        from ._algorithm import PAPER_PRESET
 
         defaults = {f.name: f.default for f in dataclasses.fields(type(self))}
         for name, value in PAPER_PRESET.items():
@@ -229,7 +229,7 @@ class LMIndexer:
                              description=f"lmindexer: {encoder.name} embeddings for codebook@1")
 
     def _backbone(self, ctx, t: int, k: int):
-        from indexbench.generative.backbones import load_backbone
+        from indexbench.generative import load_backbone
 
         cfg = self.config
         backbone = load_backbone(cfg.backbone, device=ctx.device, seed=ctx.seed,
@@ -250,8 +250,8 @@ class LMIndexer:
 
             import torch
 
+            from ._algorithm import SelfSupervisedTraining
             from ._plot import plot_curves
-            from ._schedule import SelfSupervisedTraining
 
             backbone = self._backbone(ctx, t, k)
             tokens = backbone.text.tokenize(corpus.texts, max_length=self.config.index_max_length)
@@ -321,7 +321,7 @@ class LMIndexer:
         App. A.10): the greedy argmax of P_s position by position. Call `assign_ids` first."""
         import numpy as np
 
-        from indexbench.generative.id_init import decoder_features
+        from indexbench.generative import decoder_features
 
         if self._trained is None:
             raise RuntimeError("lmindexer: assign_ids must run before ids_for_texts")

@@ -13,7 +13,7 @@ the decoder's input embeddings in the built-in backbones): P_s of Eq. 2 is then 
 distribution the engine's constrained search ranks by, and the downstream fine-tuning (Eq. 14)
 starts from the learned codebooks with nothing to copy.
 
-torch is imported at module level: only `indexbench_lmindexer._schedule` imports this module,
+torch is imported at module level: only `indexbench_lmindexer._algorithm` imports this module,
 inside `assign_ids`.
 """
 

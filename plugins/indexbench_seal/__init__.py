@@ -40,7 +40,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from indexbench import IndexerEntry, hookimpl, option
-from indexbench.generative.options import GenerativeOptions
+from indexbench.generative import GenerativeOptions
 from indexbench.options import check_options
 
 __version__ = "0.3.0"

@@ -41,7 +41,7 @@ class SealRetriever:
     def search(self, queries: Sequence[str], k: int, progress=None) -> list[list[tuple[str, float]]]:
         import torch
 
-        from indexbench.generative.ngram_decoding import search_ngrams_batched
+        from indexbench.generative import search_ngrams_batched
 
         cfg = self.config
         tokens = self.backbone.text.tokenize(list(queries), max_length=cfg.query_max_length,
@@ -147,11 +147,14 @@ def _span_near_query(doc: list[int], query: list[int], length: int, rng,
 
 
 def build_retriever(indexer, problem: RetrievalProblem, ctx: RunContext) -> SealRetriever:
-    from indexbench.generative.backbones import load_backbone
-    from indexbench.generative.engine import cached_training, dev_check
-    from indexbench.generative.ngram_decoding import text_batch_loss
-    from indexbench.generative.text_head import lexical_text_head
-    from indexbench.generative.training import train_seq2seq
+    from indexbench.generative import (
+        cached_training,
+        dev_check,
+        lexical_text_head,
+        load_backbone,
+        text_batch_loss,
+        train_seq2seq,
+    )
     from indexbench.ngram_index import CorpusIndex
 
     cfg = indexer.config

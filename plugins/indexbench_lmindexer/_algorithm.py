@@ -44,7 +44,7 @@ import torch
 
 from indexbench import distributed
 from indexbench.data import SemanticIds
-from indexbench.generative.id_init import decoder_features, group_means, prefix_states, set_code_rows
+from indexbench.generative import decoder_features, group_means, prefix_states, set_code_rows
 from indexbench.kmeans import kmeans
 from indexbench.metrics import id_diagnostics
 from indexbench.optim import adamw
