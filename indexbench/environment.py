@@ -31,7 +31,7 @@ def resolve_device(device: str) -> str:
 
         has_cuda = torch.cuda.is_available()
     if device == "cuda" and not has_cuda:
-        raise IndexbenchError("--device cuda was asked for, but torch sees no CUDA device")
+        raise IndexbenchError("device cuda was asked for, but torch sees no CUDA device")
     return "cuda" if has_cuda else "cpu"
 
 

@@ -47,7 +47,7 @@ def check_directory(path: Path, option: str) -> None:
     from .errors import IndexbenchError
 
     if path.exists() and not path.is_dir():
-        raise IndexbenchError(f"{path}: is not a directory; {option} takes a directory")
+        raise IndexbenchError(f"{path}: is not a directory; {option} needs one")
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent

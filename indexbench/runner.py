@@ -58,16 +58,16 @@ def check_dataset_argument(name: str, registry: Registry) -> None:
     path = Path(name).expanduser()
     if DatasetSpec.parse(name).name not in registry.datasets:
         if path.is_file():
-            raise DataError(path, "is a file; --dataset takes a dataset name or a dataset directory")
+            raise DataError(path, "is a file; a dataset is a registered name or a dataset directory")
         if any(sep in name for sep in ("/", os.sep)) or name.startswith((".", "~")):
-            raise DataError(path, "no such directory (--dataset takes a dataset name or a dataset directory)")
+            raise DataError(path, "no such directory (a dataset is a registered name or a dataset directory)")
     check_dataset(name, registry)
 
 
 def check_seed(seed: int) -> None:
     """numpy's and torch's generators take seeds in [0, 2**32): refuse others before any work."""
     if not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise ConfigError(f"--seed must be an integer in [0, 4294967295], got {seed!r}")
+        raise ConfigError(f"seed must be an integer in [0, 4294967295], got {seed!r}")
 
 
 def check_dataset(name: str, registry: Registry):
@@ -147,9 +147,9 @@ def run_grid(
     for one in seeds:
         check_seed(one)
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ConfigError(f"--threads must be an integer >= 1, got {threads!r}")
+        raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
     if resume and store is False:
-        raise ConfigError("--resume reads finished cells from the results store; it needs one")
+        raise ConfigError("resume reads finished cells from the results store; it needs one")
     for name in datasets:
         check_dataset_argument(name, registry)
     executor = executor or LocalExecutor()
@@ -164,7 +164,7 @@ def run_grid(
             store = store if isinstance(store, ResultStore) else ResultStore(paths.results_path(store))
             store.check()
         if use_cache:
-            paths.check_directory(paths.cache_dir(cache_dir), "--cache-dir")
+            paths.check_directory(paths.cache_dir(cache_dir), "the artifact cache")
         loaded = load_datasets(datasets, registry, data_dir)
         cells = plan_grid(indexers, tasks, loaded, registry)
         cache = ArtifactCache(paths.cache_dir(cache_dir)) if use_cache else ArtifactCache.disabled()

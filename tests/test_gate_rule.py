@@ -172,7 +172,7 @@ def test_pinned_threads_hold_for_torch_and_every_torch_cell_records_its_thread_c
                         resume=True).reused == 1
         again = run_grid(spec, ["id-quality"], store=store, use_cache=False, device="cpu", threads=2, resume=True)
         assert again.reused == 0 and again[0].versions["threads"] == "2"
-        with pytest.raises(ConfigError, match="--threads must be an integer >= 1"):
+        with pytest.raises(ConfigError, match="threads must be an integer >= 1"):
             run_grid(["bm25"], ["product-search"], store=False, threads=0)
     finally:
         torch.set_num_threads(before)

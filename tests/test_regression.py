@@ -415,3 +415,24 @@ def test_verify_outside_a_source_checkout_uses_the_shipped_references(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "BM25 on SciFact" in done.stdout and "skipped" in done.stdout
+
+
+def test_a_run_plan_takes_each_flag_over_the_grid_and_defaults_for_the_rest(tmp_path):
+    from indexbench.cli.running import RunPlan
+
+    grid = load_grid(_write(tmp_path / "g.toml", 'indexers = ["bm25"]\ndatasets = ["sample"]\nseeds = [3, 4]\n'
+                                                 'device = "cpu"\nthreads = 2\n'))
+    none = dict(indexer=None, task=None, dataset=None, seed=None, seeds=None, data_dir=None, device=None, threads=None)
+    plan = RunPlan.merge(grid, **none)
+    assert (plan.indexers, plan.datasets, plan.seeds, plan.device, plan.threads) == (["bm25"], ["sample"], [3, 4], "cpu", 2)
+    assert "id-quality" in plan.tasks  # the file names no task: every task
+    assert plan.from_grid == {"indexer": "indexers", "dataset": "datasets"}
+    plan = RunPlan.merge(grid, **{**none, "indexer": ["dual-encoder"], "seed": 7, "threads": 1})
+    assert (plan.indexers, plan.seeds, plan.threads) == (["dual-encoder"], [7], 1)
+    assert plan.from_grid == {"dataset": "datasets"}
+    bare = RunPlan.merge(None, **{**none, "indexer": ["bm25"]})
+    assert (bare.datasets, bare.seeds, bare.device, bare.threads, bare.from_grid) == (["sample"], [0], "auto", None, {})
+    with pytest.raises(ConfigError, match="no indexer given"):
+        RunPlan.merge(None, **none)
+    with pytest.raises(ConfigError, match="give --seed or --seeds, not both"):
+        RunPlan.merge(grid, **{**none, "seed": 1, "seeds": "1,2"})

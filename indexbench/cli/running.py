@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +21,57 @@ from .app import (
     split_names,
     write_atomic,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..gridfile import Grid
+
+@dataclass
+class RunPlan:
+    """What one `indexbench run` runs: a grid file's cells (if any) with the flags over them."""
+
+    indexers: list[str]
+    tasks: list[str]
+    datasets: list[str]
+    seeds: list[int]
+    data_dir: Path | None
+    device: str
+    threads: int | None
+    grid: Grid | None = None
+    from_grid: dict[str, str] = field(default_factory=dict)
+    """kind -> the grid key whose list is used as written (so a bad name there is the file's)."""
+
+    @classmethod
+    def merge(cls, grid: Grid | None, *, indexer: list[str] | None, task: list[str] | None,
+              dataset: list[str] | None, seed: int | None, seeds: str | None, data_dir: Path | None,
+              device: str | None, threads: int | None) -> RunPlan:
+        """Each flag given wins over the grid file's value; what neither gives takes its default."""
+        from ..errors import ConfigError
+        from ..registry import get_registry
+
+        indexers = split_names(indexer) or (grid.indexers if grid else [])
+        if not indexers:
+            raise ConfigError("no indexer given: pass --indexer NAME[,NAME...] or --grid FILE")
+        if seed is not None and seeds is not None:
+            raise ConfigError("give --seed or --seeds, not both")
+        if seeds is not None:
+            seed_list = parse_seeds(seeds)
+        else:
+            seed_list = [seed] if seed is not None else (grid.seeds if grid else [0])
+        from_grid = {}
+        if grid:
+            flags = {"indexer": indexer, "task": task, "dataset": dataset}
+            from_grid = {kind: key for kind, key in (("indexer", "indexers"), ("task", "tasks"), ("dataset", "datasets"))
+                         if not split_names(flags[kind]) and not (kind == "task" and not grid.tasks)}
+        return cls(
+            indexers=indexers,
+            tasks=split_names(task) or (grid.tasks if grid and grid.tasks else sorted(get_registry().tasks)),
+            datasets=split_names(dataset) or (grid.datasets if grid else ["sample"]),
+            seeds=seed_list,
+            data_dir=data_dir or (grid.data_dir if grid else None),
+            device=device or (grid.device if grid and grid.device else "auto"),
+            threads=threads if threads is not None else (grid.threads if grid else None),
+            grid=grid, from_grid=from_grid,
+        )
 
 
 @app.command()
@@ -63,45 +115,26 @@ def run(
     from ..executors import make_executor
     from ..gridfile import load_grid
     from ..leaderboard import build_tables, render_json, render_rich
-    from ..registry import get_registry
     from ..runner import run_grid
     from ..store import ResultStore
 
-    plan = load_grid(grid) if grid is not None else None
-    indexers = split_names(indexer) or (plan.indexers if plan else [])
-    if not indexers:
-        raise ConfigError("no indexer given: pass --indexer NAME[,NAME...] or --grid FILE")
-    tasks = split_names(task) or (plan.tasks if plan and plan.tasks else sorted(get_registry().tasks))
-    datasets = split_names(dataset) or (plan.datasets if plan else ["sample"])
-    if seed is not None and seeds is not None:
-        raise ConfigError("give --seed or --seeds, not both")
-    if seeds is not None:
-        seed_list = parse_seeds(seeds)
-    else:
-        seed_list = [seed] if seed is not None else (plan.seeds if plan else [0])
-    data_dir = data_dir or (plan.data_dir if plan else None)
-    device = device or (plan.device if plan and plan.device else "auto")
-    threads = threads if threads is not None else (plan.threads if plan else None)
+    plan = RunPlan.merge(load_grid(grid) if grid is not None else None, indexer=indexer, task=task, dataset=dataset,
+                         seed=seed, seeds=seeds, data_dir=data_dir, device=device, threads=threads)
     if json_path is not None:
         paths.check_writable_file(json_path, "--json")
-    # Which lists the grid file gave (not overridden by a flag): a bad name in them is the file's.
-    from_grid = {"indexer": "indexers", "task": "tasks", "dataset": "datasets"} if plan else {}
-    for kind, flag in (("indexer", indexer), ("task", task), ("dataset", dataset)):
-        if split_names(flag) or (kind == "task" and plan and not plan.tasks):
-            from_grid.pop(kind, None)
     results = ResultStore(paths.results_path(store))
     runner = make_executor(executor, ray_address=ray_address, max_parallel=max_parallel,
                            cell_cpus=cell_cpus, cell_gpus=cell_gpus)
     try:
         with sigterm_unwinds(), RichProgress(enabled=not quiet) as progress:
             records = run_grid(
-                indexers, tasks, datasets, data_dir=data_dir, cache_dir=cache_dir, use_cache=not no_cache,
-                store=results, seed=seed_list, device=device, progress=progress, resume=resume,
-                executor=runner, threads=threads,
+                plan.indexers, plan.tasks, plan.datasets, data_dir=plan.data_dir, cache_dir=cache_dir,
+                use_cache=not no_cache, store=results, seed=plan.seeds, device=plan.device, progress=progress,
+                resume=resume, executor=runner, threads=plan.threads,
             )
     except UnknownNameError as exc:
-        if exc.kind in from_grid:
-            raise ConfigError(f"{plan.path}: {from_grid[exc.kind]!r}: {exc}") from None
+        if exc.kind in plan.from_grid:
+            raise ConfigError(f"{plan.grid.path}: {plan.from_grid[exc.kind]!r}: {exc}") from None
         raise
     except KeyboardInterrupt:
         console(stderr=True).print(

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 BEIR = "beir"
 LCREC = "lc-rec"
-_LOCATION_HINT = "set --data-dir or INDEXBENCH_DATA to the folder that contains"
+_LOCATION_HINT = "set the data directory (--data-dir, data_dir=, or INDEXBENCH_DATA) to the folder that contains"
 
 
 def _load_sample(directory: Path | None) -> Dataset:
