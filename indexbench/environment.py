@@ -8,6 +8,7 @@ import platform
 import random
 import subprocess
 import sys
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -80,20 +81,23 @@ def package_versions() -> dict[str, str]:
     return found
 
 
-def cpu_isa() -> str:
-    """The machine and the widest vector instructions its CPU offers (``x86_64 avx512``): the
-    float kernels of torch, MKL and oneDNN pick their code path by it, and a trained cell's
-    numbers at one seed differ between paths (a tiny rq-VAE's codes moved between an AVX2 and
-    an AVX-512 machine), so records carry it and `compare` names it when it differs."""
+def cpu_isa(flags: Sequence[str] | None = None) -> str:
+    """The machine and the widest vector instructions its CPU offers (``x86_64 avx512``), plus
+    ``amx`` where it has AMX bf16 tiles: the float kernels of torch, MKL and oneDNN pick their
+    code path by these, and a trained cell's numbers at one seed differ between paths (a tiny
+    rq-VAE's codes moved between an AVX2 and an AVX-512 machine; bf16 runs on AMX tiles only
+    where they exist), so records carry it and `compare` names it when it differs. ``flags``:
+    the CPU's feature flags (default: this machine's, from /proc/cpuinfo)."""
     machine = platform.machine() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
-    except OSError:  # not Linux: the machine name alone
-        return machine
+    if flags is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as fh:
+                flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+        except OSError:  # not Linux: the machine name alone
+            return machine
     for level, flag in (("avx512", "avx512f"), ("avx2", "avx2"), ("avx", "avx"), ("sse4.2", "sse4_2")):
         if flag in flags:
-            return f"{machine} {level}"
+            return f"{machine} {level}" + (" amx" if "amx_bf16" in flags else "")
     return machine
 
 

@@ -177,6 +177,12 @@ def test_records_carry_the_cpus_vector_instructions():
 
     assert package_versions()["cpu"] == cpu_isa()
     assert cpu_isa().split()[0] == platform.machine()
+    machine = platform.machine()
+    # AMD Zen 4 and an Intel Sapphire Rapids both have AVX-512; only the second has AMX tiles.
+    assert cpu_isa(["sse4_2", "avx", "avx2", "avx512f"]) == f"{machine} avx512"
+    assert cpu_isa(["avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"]) == f"{machine} avx512 amx"
+    assert cpu_isa(["sse4_2", "avx", "avx2"]) == f"{machine} avx2"
+    assert cpu_isa([]) == machine
 
 
 def test_compare_shows_the_mean_and_sd_across_seeds_and_gates_on_it_when_asked():
