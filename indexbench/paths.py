@@ -41,6 +41,13 @@ def results_path(explicit: str | Path | None = None) -> Path:
     return _user_dir("data") / "results.sqlite"
 
 
+def _nearest_existing(folder: Path) -> Path:
+    """``folder`` or its nearest ancestor that exists (what creating it would write into)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
 def check_directory(path: Path, option: str) -> None:
     """Raise `IndexbenchError` unless ``path`` is a directory or could be made one: neither it nor
     its nearest existing ancestor is a file. Creates nothing."""
@@ -48,9 +55,7 @@ def check_directory(path: Path, option: str) -> None:
 
     if path.exists() and not path.is_dir():
         raise IndexbenchError(f"{path}: is not a directory; {option} needs one")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
+    folder = _nearest_existing(path.parent)
     if not folder.is_dir():
         raise IndexbenchError(f"{path}: cannot be created, {folder} is not a directory")
 
@@ -62,9 +67,7 @@ def check_writable_file(path: Path, option: str) -> None:
 
     if path.is_dir():
         raise IndexbenchError(f"{path}: is a directory; {option} takes a file path")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:  # the nearest folder that exists
-        folder = folder.parent
+    folder = _nearest_existing(path.parent)
     if not folder.is_dir():
         raise IndexbenchError(f"{path}: cannot be created, {folder} is not a directory")
     import tempfile

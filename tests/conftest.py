@@ -11,6 +11,17 @@ SHARED_DATA = Path(os.environ.get("INDEXBENCH_SHARED_DATA")
                    or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
+@pytest.fixture
+def user(tmp_path, monkeypatch):
+    """A user's environment: private store, cache and data locations under ``tmp_path/home``, so
+    no test writes to the real user's."""
+    home = tmp_path / "home"
+    for var, sub in (("INDEXBENCH_RESULTS", "results.sqlite"), ("INDEXBENCH_CACHE", "cache"),
+                     ("INDEXBENCH_DATA", "data")):
+        monkeypatch.setenv(var, str(home / sub))
+    return home
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real datasets in ``../shared/data`` (next to the repository); skips when absent."""

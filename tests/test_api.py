@@ -16,15 +16,14 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 @pytest.fixture
-def user(tmp_path, monkeypatch):
-    """The user's default store, cache and data folders, under ``tmp_path/home``."""
-    home = tmp_path / "home"
-    for var, sub in (("INDEXBENCH_RESULTS", "results.sqlite"), ("INDEXBENCH_CACHE", "cache"),
-                     ("INDEXBENCH_DATA", "data")):
-        monkeypatch.setenv(var, str(home / sub))
-    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+def user(user, tmp_path, monkeypatch):
+    """conftest's private user folders, and temporary files under ``tmp_path/tmp`` (tempfile
+    caches its folder once found, so TMPDIR alone would not move it)."""
+    import tempfile
+
     (tmp_path / "tmp").mkdir()
-    return home
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    return user
 
 
 def test_lists_are_sorted_and_hold_the_built_ins():
@@ -59,8 +58,18 @@ def test_get_task_dataset_encoder_and_backbone():
 
 
 def test_evaluate_returns_records_and_writes_nothing(user, tmp_path):
+    from indexbench.protocols import SilentProgress
+
+    seen = []
+
+    class Watching(SilentProgress):  # looks at the temporary folder while cells run
+        def task(self, description, total=None):
+            seen.append(sorted(p.name for p in (tmp_path / "tmp").iterdir()))
+            return super().task(description, total)
+
     records = indexbench.evaluate(["bm25", "random-ids:backbone=tiny:max_steps=2"], ["product-search", "id-quality"],
-                                  seeds=[0, 1])
+                                  seeds=[0, 1], progress=Watching())
+    assert seen and all(any(name.startswith("indexbench-cache-") for name in names) for names in seen)
     assert [(r.indexer, r.task, r.seed) for r in records][:2] == [
         ("bm25", "product-search", 0), ("random-ids:backbone=tiny:max_steps=2", "product-search", 0)]
     assert len(records) == 8 and {r.status for r in records} == {"ok", "skipped"}

@@ -24,18 +24,24 @@ def module_files() -> dict[str, Path]:
     return found
 
 
+def import_base(name: str, path: Path, node: ast.ImportFrom) -> str:
+    """The module a ``from ... import`` in module ``name`` (file ``path``) reads from, resolved."""
+    if not node.level:
+        return node.module or ""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    return ".".join(package[:len(package) - node.level + 1] + ([node.module] if node.module else []))
+
+
 def imported_modules(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     """The core modules ``name`` imports anywhere in its source (top level, in functions, under
     TYPE_CHECKING): ``from . import x`` counts as importing ``x`` when ``x`` is a module."""
-    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         targets = []
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            base = ".".join(package[:len(package) - node.level + 1] + ([node.module] if node.module else [])) \
-                if node.level else node.module or ""
+            base = import_base(name, path, node)
             targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
         for target in targets:
             while target and target not in modules:  # a name inside a module: the module
@@ -155,10 +161,9 @@ def test_every_relative_import_names_a_module_that_exists():
     modules = module_files()
     missing = []
     for name, path in modules.items():
-        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.level:
-                base = ".".join(package[:len(package) - node.level + 1] + ([node.module] if node.module else []))
+                base = import_base(name, path, node)
                 if base not in modules and not all(f"{base}.{alias.name}" in modules for alias in node.names):
                     missing.append(f"{name}:{node.lineno}: from {'.' * node.level}{node.module or ''}")
     assert missing == []

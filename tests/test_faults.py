@@ -153,16 +153,6 @@ FAULTS = {
 }
 
 
-@pytest.fixture
-def user(tmp_path, monkeypatch):
-    """A user's environment: private store, cache and data locations under ``tmp_path/home``."""
-    home = tmp_path / "home"
-    for var, sub in (("INDEXBENCH_RESULTS", "results.sqlite"), ("INDEXBENCH_CACHE", "cache"),
-                     ("INDEXBENCH_DATA", "data")):
-        monkeypatch.setenv(var, str(home / sub))
-    return home
-
-
 def _snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else b"<dir>"
             for p in sorted(root.rglob("*"))}

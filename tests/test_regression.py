@@ -38,15 +38,6 @@ absolute = 0.01
 """
 
 
-@pytest.fixture
-def user(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    monkeypatch.setenv("INDEXBENCH_RESULTS", str(home / "results.sqlite"))
-    monkeypatch.setenv("INDEXBENCH_CACHE", str(home / "cache"))
-    monkeypatch.setenv("INDEXBENCH_DATA", str(home / "data"))
-    return home
-
-
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
