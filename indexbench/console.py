@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from rich.console import Console
+from rich.text import Text
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -68,6 +69,23 @@ class RichProgress:
                 yield item
                 bar.advance()
 
-    def log(self, message: str) -> None:
-        if self._enabled:
-            self._progress.console.print(message)
+    def log(self, message: str, level: str = "info") -> None:
+        if not self._enabled:
+            return
+        marker, style = _LEVEL_LOOKS.get(level, ("", ""))
+        text = Text(marker + message, style=style)  # a Text is never parsed as markup
+        if marker:
+            text.stylize("bold", 0, len(marker) - 1)
+        self._progress.console.print(text)
+
+
+_LEVEL_LOOKS = {
+    "info": ("", ""),
+    "detail": ("", "dim"),
+    "ok": ("✓ ", ""),
+    "skipped": ("– ", "yellow"),
+    "error": ("✗ ", "red"),
+    "warning": ("! ", "red"),
+}
+"""How each of `indexbench.protocols.LOG_LEVELS` looks: a marker that reads without colour, and a
+style."""

@@ -35,6 +35,12 @@ class ProgressTask(Protocol):
     def set_status(self, text: str) -> None: ...
 
 
+LOG_LEVELS = ("info", "detail", "ok", "skipped", "error", "warning")
+"""What a `Progress.log` message is: ``info`` (the default), ``detail`` (routine, shown dimmed),
+``ok`` / ``skipped`` / ``error`` (a cell's outcome), ``warning`` (something the user should act
+on). Messages are plain text; how a level looks is the implementation's business."""
+
+
 class Progress(Protocol):
     """How long steps report progress. The CLI passes a Rich implementation; the library
     default is silent, so embedding indexbench in other code prints nothing."""
@@ -45,7 +51,9 @@ class Progress(Protocol):
 
     def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]: ...
 
-    def log(self, message: str) -> None: ...
+    def log(self, message: str, level: str = "info") -> None:
+        """One line of plain text (never markup), of one of `LOG_LEVELS`."""
+        ...
 
 
 class _NullTask:
@@ -66,7 +74,7 @@ class SilentProgress:
     def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
         yield from items
 
-    def log(self, message: str) -> None:
+    def log(self, message: str, level: str = "info") -> None:
         pass
 
 

@@ -135,23 +135,8 @@ def run_grid(
     """
     registry = registry or get_registry()
     progress = progress or SilentProgress()
-    if not indexers:
-        raise IndexbenchError("no indexer given; valid indexers: " + ", ".join(sorted(registry.indexers)))
-    if not tasks:
-        raise IndexbenchError("no task given; valid tasks: " + ", ".join(sorted(registry.tasks)))
-    # Names and options first: they are cheap to check and the commonest mistake.
-    plan_grid(indexers, tasks, [], registry)
-    seeds = [seed] if isinstance(seed, int) else list(dict.fromkeys(seed))
-    if not seeds:
-        raise ConfigError("no seed given")
-    for one in seeds:
-        check_seed(one)
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
-    if resume and store is False:
-        raise ConfigError("resume reads finished cells from the results store; it needs one")
-    for name in datasets:
-        check_dataset_argument(name, registry)
+    seeds = check_grid(indexers, tasks, datasets, registry, seed=seed, threads=threads, resume=resume,
+                       stores=store is not False)
     executor = executor or LocalExecutor()
     try:
         device = executor.resolve_device(device)
@@ -165,26 +150,14 @@ def run_grid(
             store.check()
         if use_cache:
             paths.check_directory(paths.cache_dir(cache_dir), "the artifact cache")
-        loaded = load_datasets(datasets, registry, data_dir)
-        cells = plan_grid(indexers, tasks, loaded, registry)
-        cache = ArtifactCache(paths.cache_dir(cache_dir)) if use_cache else ArtifactCache.disabled()
-        for stale in cache.remove_stale():
-            progress.log(f"[dim]removed {stale}, a temporary artifact its (killed) writer left behind[/]")
+        cells = plan_grid(indexers, tasks, load_datasets(datasets, registry, data_dir), registry)
+        cache = _open_cache(cache_dir, use_cache, progress)  # only now: bad data leaves no directory behind
         versions = package_versions()
-        provenance = {"versions": versions, "git_commit": git_commit(), "device": device}
         plan = [(cell, one) for one in seeds for cell in cells]
-        done: dict[int, RunRecord] = {}
-        if resume:
-            finished = [r for r in store.records() if r.status in REUSABLE_STATUSES]
-            for i, (cell, one) in enumerate(plan):
-                match = next((r for r in reversed(finished) if reusable(r, cell, one, versions, threads)), None)
-                if match is not None:
-                    done[i] = match
+        done = _finished_before(plan, store, versions, threads) if resume else {}
         # A resumed grid continues the grid its finished cells came from (the latest of them).
         grid_id = done[max(done)].grid_id if done else uuid.uuid4().hex[:12]
-
-        records = GridRecords()
-        records.reused = len(done)
+        provenance = {"versions": versions, "git_commit": git_commit(), "device": device}
         jobs = [CellJob(i, cell, one, cache, grid_id=grid_id, threads=threads, **provenance)
                 for i, (cell, one) in enumerate(plan) if i not in done]
         finished: dict[int, RunRecord] = dict(done)
@@ -193,24 +166,74 @@ def run_grid(
             finished[job.index] = record
             if distributed.world_size() > 1:
                 record.details["data_parallel_processes"] = distributed.world_size()
-            if not writes_records:
-                return
-            if store is not False and (kept := store.add(record)) is not None:
-                progress.log(f"[red]could not store the record in {store.path} ({store.recovery_problem}); "
-                             f"kept in {kept} -- `indexbench import {kept}` adds it later[/]")
-            progress.log(_summary(record))
+            if writes_records:
+                _file(record, store if store is not False else None, progress)
 
         with progress.task(f"grid: {len(plan)} cells", total=len(plan)) as grid_bar:
-            for i, (cell, one) in enumerate(plan):
-                if i in done:
-                    progress.log(f"[dim]= {cell.spec.label} × {cell.task.name} × {cell.dataset.name}"
-                                 f"{f' (seed {one})' if len(seeds) > 1 else ''}: finished before, reused[/]")
-                    grid_bar.advance()
+            for i in sorted(done):
+                cell, one = plan[i]
+                progress.log(f"= {_cell_name(cell, one, len(seeds) > 1)}: finished before, reused", "detail")
+                grid_bar.advance()
             executor.run(jobs, keep=keep, progress=progress, grid_bar=grid_bar, show_seed=len(seeds) > 1)
-        records.extend(finished[i] for i in sorted(finished))
+        records = GridRecords(finished[i] for i in sorted(finished))
+        records.reused = len(done)
         return records
     finally:
         executor.close()  # a Ray cluster it started stops, even on bad input or Ctrl-C
+
+
+def check_grid(indexers: Sequence[str | IndexerSpec], tasks: Sequence[str], datasets: Sequence[str],
+               registry: Registry, *, seed: int | Sequence[int], threads: int | None, resume: bool,
+               stores: bool) -> list[int]:
+    """Everything about a grid's arguments that can be checked before any work: names and
+    options first (cheap, and the commonest mistake), then seeds, threads and dataset arguments.
+    Returns the seeds, de-duplicated in order."""
+    if not indexers:
+        raise IndexbenchError("no indexer given; valid indexers: " + ", ".join(sorted(registry.indexers)))
+    if not tasks:
+        raise IndexbenchError("no task given; valid tasks: " + ", ".join(sorted(registry.tasks)))
+    plan_grid(indexers, tasks, [], registry)
+    seeds = [seed] if isinstance(seed, int) else list(dict.fromkeys(seed))
+    if not seeds:
+        raise ConfigError("no seed given")
+    for one in seeds:
+        check_seed(one)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
+    if resume and not stores:
+        raise ConfigError("resume reads finished cells from the results store; it needs one")
+    for name in datasets:
+        check_dataset_argument(name, registry)
+    return seeds
+
+
+def _open_cache(cache_dir: str | Path | None, use_cache: bool, progress: Progress) -> ArtifactCache:
+    if not use_cache:
+        return ArtifactCache.disabled()
+    cache = ArtifactCache(paths.cache_dir(cache_dir))
+    for stale in cache.remove_stale():
+        progress.log(f"removed {stale}, a temporary artifact its (killed) writer left behind", "detail")
+    return cache
+
+
+def _finished_before(plan: Sequence[tuple[Cell, int]], store: ResultStore, versions: dict[str, str],
+                     threads: int | None) -> dict[int, RunRecord]:
+    """The stored record each step of the plan can reuse, by plan index (the latest match)."""
+    finished = [r for r in store.records() if r.status in REUSABLE_STATUSES]
+    done = {}
+    for i, (cell, one) in enumerate(plan):
+        match = next((r for r in reversed(finished) if reusable(r, cell, one, versions, threads)), None)
+        if match is not None:
+            done[i] = match
+    return done
+
+
+def _file(record: RunRecord, store: ResultStore | None, progress: Progress) -> None:
+    """Store a finished cell's record and report it."""
+    if store is not None and (kept := store.add(record)) is not None:
+        progress.log(f"could not store the record in {store.path} ({store.recovery_problem}); "
+                     f"kept in {kept} -- `indexbench import {kept}` adds it later", "warning")
+    progress.log(*_summary(record))
 
 
 class GridRecords(list):
@@ -241,13 +264,16 @@ def reusable(record: RunRecord, cell: Cell, seed: int, versions: dict[str, str],
             and (threads is None or record.versions.get("threads", str(threads)) == str(threads)))
 
 
-def _summary(record: RunRecord) -> str:
-    from rich.markup import escape  # labels and reasons are text, not markup
+def _cell_name(cell: Cell, seed: int, show_seed: bool) -> str:
+    return f"{cell.spec.label} × {cell.task.name} × {cell.dataset.name}" + (f" (seed {seed})" if show_seed else "")
 
-    head = escape(f"{record.indexer} × {record.task} × {record.dataset}")
+
+def _summary(record: RunRecord) -> tuple[str, str]:
+    """A finished cell's one-line report and its log level."""
+    head = f"{record.indexer} × {record.task} × {record.dataset}"
     if record.status == "ok":
         shown = ", ".join(f"{k}={v:.4f}" for k, v in list(record.metrics.items())[:4])
-        return f"[green]✓[/] {head}: {shown} ({record.duration_s:.1f}s)"
+        return f"{head}: {shown} ({record.duration_s:.1f}s)", "ok"
     if record.status == "skipped":
-        return f"[yellow]–[/] {head}: skipped ({escape(record.reason)})"
-    return f"[red]✗[/] {head}: error ({escape(record.reason)})"
+        return f"{head}: skipped ({record.reason})", "skipped"
+    return f"{head}: error ({record.reason})", "error"

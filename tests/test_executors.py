@@ -151,8 +151,8 @@ def test_ctrl_c_cancels_the_queue_keeps_what_finished_and_stops_the_cluster(regi
     from indexbench.ray_executor import RayExecutor
 
     class InterruptAfterFirstCell(SilentProgress):
-        def log(self, message):
-            if "✓" in message:
+        def log(self, message, level="info"):
+            if level == "ok":
                 raise KeyboardInterrupt
 
     store = ResultStore(tmp_path / "r.sqlite")

@@ -477,7 +477,7 @@ def test_interrupted_training_resumes_from_its_checkpoint_with_the_same_ids(tmp_
         task = _S.task
         track = _S.track
 
-        def log(self, message):
+        def log(self, message, level="info"):
             logs.append(message)
 
     resumed = make().assign_ids(corpus, RunContext(seed=1, cache=cache, progress=Recorder()))

@@ -39,11 +39,19 @@ class ClashingPlugin:
         register(IndexerEntry(name="bm25", factory=Exploding))
 
 
+class MarkupExploding(Exploding):
+    """Fails with text that Rich would read as markup."""
+
+    def build_retriever(self, problem, ctx):
+        raise RuntimeError("[bold]out of cheese[/]")
+
+
 class ExplodingPlugin:
     @staticmethod
     @hookimpl
     def register_indexers(register):
         register(IndexerEntry(name="exploding", factory=Exploding))
+        register(IndexerEntry(name="exploding2", factory=MarkupExploding))
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +78,37 @@ def test_grid_records_ok_skipped_and_error_cells_and_goes_on(registry, tmp_path)
     assert len(store.records()) == 4
     error = [r for r in store.records() if r.status == "error"][0]
     assert "out of cheese" in error.details["traceback"]
+
+
+def test_the_runner_logs_plain_text_with_a_level_and_the_console_prints_it_literally(registry, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from indexbench.console import RichProgress
+    from indexbench.protocols import LOG_LEVELS, SilentProgress
+
+    logged = []
+
+    class Recorder(SilentProgress):
+        def log(self, message, level="info"):
+            logged.append((message, level))
+
+    run_grid(["exploding2", "word-overlap"], ["product-search", "id-quality"], ["sample"], store=False,
+             cache_dir=tmp_path / "cache", registry=registry, device="cpu", progress=Recorder())
+    levels = sorted(level for _, level in logged)
+    assert levels == ["error", "ok", "skipped", "skipped"] and set(levels) <= set(LOG_LEVELS)
+    error = next(m for m, level in logged if level == "error")
+    assert error == "exploding2 × product-search × sample: error (RuntimeError: [bold]out of cheese[/])"
+
+    out = io.StringIO()
+    console = Console(file=out, width=200, color_system=None)
+    progress = RichProgress(console=console)
+    for message, level in logged:
+        progress.log(message, level)
+    shown = out.getvalue()
+    assert "✗ exploding2 × product-search × sample: error (RuntimeError: [bold]out of cheese[/])" in shown
+    assert shown.count("✓ ") == 1 and shown.count("– ") == 2  # outcomes read without colour
 
 
 def test_same_seed_same_metrics_and_latest_record_wins(registry, tmp_path):
