@@ -118,7 +118,7 @@ def search(method: str, backbone, trie, codes: np.ndarray, tokens, args) -> list
 def main() -> None:
     from indexbench.generative.backbones import load_backbone
     from indexbench.generative.id_tokens import IdTrie
-    from indexbench.semantic_ids import default_id_shape
+    from indexbench.id_indexers import default_id_shape
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))

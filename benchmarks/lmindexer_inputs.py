@@ -62,7 +62,7 @@ def main() -> None:
     from indexbench.encoders import load_minilm
     from indexbench.generative.backbones import load_backbone
     from indexbench.generative.id_init import decoder_features
-    from indexbench.semantic_ids import default_id_shape
+    from indexbench.id_indexers import default_id_shape
 
     data = Path(sys.argv[1] if len(sys.argv) > 1 else ROOT.parent / "shared" / "data")
     name = sys.argv[2] if len(sys.argv) > 2 else "amazon-scientific"

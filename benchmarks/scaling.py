@@ -155,7 +155,7 @@ class Bench:
         from indexbench.generative.backbones import load_backbone
         from indexbench.generative.decoding import search_batched
         from indexbench.generative.id_tokens import IdTrie
-        from indexbench.semantic_ids import append_dedup_position, default_id_shape
+        from indexbench.id_indexers import append_dedup_position, default_id_shape
 
         length, k = default_id_shape(len(texts))
         rng = np.random.default_rng(0)  # random prefixes, then the de-duplicating position every ID indexer has

@@ -185,7 +185,7 @@ def test_no_core_module_is_long_without_a_reason_at_its_top():
 
 PLUGIN_API = (
     "indexbench", "indexbench.data", "indexbench.protocols", "indexbench.options", "indexbench.errors",
-    "indexbench.semantic_ids", "indexbench.generative", "indexbench.generative.builtin_backbones",
+    "indexbench.id_indexers", "indexbench.generative", "indexbench.generative.builtin_backbones",
     "indexbench.encoders", "indexbench.kmeans", "indexbench.metrics", "indexbench.optim", "indexbench.tokenization",
     "indexbench.ngram_index", "indexbench.distributed", "indexbench.registry",
 )

@@ -4,7 +4,7 @@ Documents are embedded (``encoder`` option, MiniLM by default), then clustered t
 into K clusters gives the first code; inside each cluster k-means into min(K, cluster size)
 clusters gives the next, and so on for the T-1 semantic positions. A cluster of at most K
 documents is simply numbered, one code per document, as DSI does at its leaves (k-means with
-k = n finds exactly that). The last position de-duplicates (`indexbench.semantic_ids`).
+k = n finds exactly that). The last position de-duplicates (`indexbench.id_indexers`).
 
 Importing this module is cheap: numpy and faiss load inside `semantic_codes`.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from indexbench import IndexerEntry, hookimpl, option
-from indexbench.semantic_ids import IdIndexerOptions, TwoStageIdIndexer
+from indexbench.id_indexers import IdIndexerOptions, TwoStageIdIndexer
 
 __version__ = "0.1.0"
 

@@ -2,7 +2,7 @@
 clear.
 
 Each semantic position gets a code drawn uniformly from [0, K) with a generator seeded by the
-run's seed; the last position de-duplicates (`indexbench.semantic_ids`). The codes carry no
+run's seed; the last position de-duplicates (`indexbench.id_indexers`). The codes carry no
 information about the documents, so their AMI with any category is about 0. No text is embedded.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from indexbench import IndexerEntry, hookimpl
-from indexbench.semantic_ids import IdIndexerOptions, TwoStageIdIndexer
+from indexbench.id_indexers import IdIndexerOptions, TwoStageIdIndexer
 
 __version__ = "0.1.0"
 

@@ -5,7 +5,7 @@ Documents are embedded (``encoder`` option, MiniLM by default); an MLP auto-enco
 residual quantiser of T-1 levels (one K-code codebook per level, k-means initialised, codebook +
 commitment loss with stop-gradients, straight-through estimator) is trained to reconstruct the
 embeddings; a document's semantic codes are its nearest code at each level, and the last position
-de-duplicates (`indexbench.semantic_ids`). Codes that no batch picks for 50 steps are moved onto
+de-duplicates (`indexbench.id_indexers`). Codes that no batch picks for 50 steps are moved onto
 a current residual (until 80% of training), so the codebooks stay in use.
 
 The trained codes are cached, keyed by the embeddings' content, the quantiser options, (T, K),
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from indexbench import IndexerEntry, hookimpl, option
 from indexbench.errors import ConfigError
-from indexbench.semantic_ids import IdIndexerOptions, TwoStageIdIndexer, embeddings_fingerprint
+from indexbench.id_indexers import IdIndexerOptions, TwoStageIdIndexer, embeddings_fingerprint
 
 __version__ = "0.1.0"
 

@@ -12,7 +12,7 @@ from indexbench.errors import ConfigError
 from indexbench.generative.options import GenerativeOptions
 from indexbench.kmeans import kmeans
 from indexbench.metrics import id_diagnostics
-from indexbench.semantic_ids import (
+from indexbench.id_indexers import (
     IdIndexerOptions,
     append_dedup_position,
     default_id_shape,
@@ -23,7 +23,7 @@ from indexbench.semantic_ids import (
 
 
 def test_core_modules_import_neither_torch_nor_faiss():
-    code = ("import sys, indexbench.kmeans, indexbench.semantic_ids, indexbench.simcse, "
+    code = ("import sys, indexbench.kmeans, indexbench.id_indexers, indexbench.simcse, "
             "indexbench_hc, indexbench_rqvae, indexbench_random_ids; "
             "heavy = [m for m in ('torch', 'faiss', 'transformers') if m in sys.modules]; "
             "assert not heavy, heavy")

@@ -1,5 +1,6 @@
-"""What the two-stage ID indexers (hc, rqvae, random-ids, ...) share: their options, one default
-ID shape, the de-duplicating last position, and the document embeddings they start from.
+"""What ID indexers share: the ID shape (T, K) and its de-duplicating last position, and the
+base class of the two-stage ones (hc, rqvae, random-ids: embed every document, then quantise
+the embeddings) with their options and the document embeddings they start from.
 
 An ID of length T has T-1 *semantic* positions, chosen by the method, and a last position that
 numbers the documents sharing those T-1 codes (0, 1, 2, ...), so every full ID is unique (paper
