@@ -12,10 +12,10 @@ autocast on CUDA). ``int8``: torch dynamic quantisation of the linear layers (CP
 ``bf16``: bf16 autocast; ``auto``: the device's default (`DEFAULT_PRECISION`)."""
 
 DEFAULT_PRECISION = {"cpu": "fp32", "cpu-amx": "bf16", "cuda": "bf16"}
-"""``auto`` per device, chosen on the measurements in benchmarks/LOG.md ("Encoding
-precision"): bf16 on CUDA; on a CPU with AMX bf16 tiles (Intel Sapphire Rapids and later) bf16
-too -- 2.64x the plain float loop, SciFact ndcg@10 0.6466 against fp32's 0.6451; elsewhere fp32
-(int8 loses 0.026 ndcg@10; bf16 on a CPU without AMX is not measured)."""
+"""``auto`` per device: bf16 on CUDA, and on a CPU with AMX bf16 tiles (Intel Sapphire Rapids
+and later), where it is over twice as fast as fp32 with SciFact ndcg@10 unchanged; fp32 on any
+other CPU, where bf16 has no fast kernels and int8 loses ndcg@10. The measurements, with the
+machine they ran on: benchmarks/LOG.md, "Encoding precision"."""
 
 def resolve_precision(requested: str, device: str) -> str:
     """``requested`` (one of `PRECISIONS`) for ``device``; a clear error where it cannot run."""

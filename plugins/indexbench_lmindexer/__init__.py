@@ -47,8 +47,8 @@ Where this differs from the paper's T5-base setup, and why:
 * Objective and schedule: the paper's -- Eq. 13's encoder warm-up runs (one epoch a position on
   the CPU schedule) and nothing pulls the codes towards their k-means start. Measured against a
   ``code_anchor`` cross-entropy to the k-means codes (still an option, ``code_anchor=W``), the
-  paper's objective scores slightly higher (AMI 0.459 against 0.454; benchmarks/LOG.md).
-  Without the encoder warm-up, unanchored training collapses (AMI 0.35, perplexity 77 of 256).
+  paper's objective scores as well or slightly higher in AMI; without the encoder warm-up,
+  unanchored training collapses onto few codes (benchmarks/LOG.md, "LMIndexer fidelity").
 * Codebook initialisation: k-means runs on the centred, normalised h^t (from t = 2 on, centred
   within each prefix group) and the centroids become rows of one norm fitted on held-out
   documents (`set_code_rows`): the raw features' dot products are in the hundreds, which

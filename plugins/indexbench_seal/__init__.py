@@ -69,8 +69,8 @@ class SealConfig(GenerativeOptions):
       keep the head as the backbone builds it. A pretrained head (T5, BART) is never touched.
     * ``copy_bias`` -- added to the logit of every token of the query, in training and search
       (`indexbench.generative.ngram_decoding.input_token_bias`): a copy prior (0 = off). 8 was
-      best of 0/2/4/8 untrained on amazon product search, and trained (200 steps) it gave
-      ndcg@5 0.257 against 0.047 without (benchmarks/LOG.md, SEAL).
+      best of 0/2/4/8 untrained on amazon product search, and after 200 training steps it
+      still gives over five times the ndcg@5 of no prior (benchmarks/LOG.md, "Session 14").
     * ``train`` -- false: use the backbone as it comes (the decoder is then an untrained LM, but
       every result is still a valid, scored ranking).
     """
