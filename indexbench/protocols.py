@@ -98,10 +98,15 @@ class RunContext:
 
 @dataclass
 class QuerySet:
-    """Queries with their relevance judgements (one split of a task)."""
+    """Queries with their relevance judgements (one split of a task).
+
+    ``histories`` is set by tasks whose queries are users (recommendation): each query's whole
+    history as item (document) ids, oldest first, uncapped -- what an ID-based recommender
+    reads instead of the query text (`HistoryRetriever`). Empty for other tasks."""
 
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]]
+    histories: dict[str, list[str]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.queries)
@@ -122,6 +127,11 @@ class RetrievalProblem:
     query describes the document, as in search; not so for a purchase history). Generative
     systems then also train on (document text -> its ID) pairs -- DSI's "indexing" examples --
     which is how they learn the IDs of documents no training query points at.
+
+    ``sequences`` is set by tasks whose queries are users (recommendation): each user's
+    training part as item ids, oldest first -- every item before the user's dev target, so no
+    dev or test target is in it. An ID-based recommender trains on these and reads
+    ``dev.histories`` for early stopping; the text pairs are the same data as titles.
     """
 
     task: str
@@ -130,15 +140,17 @@ class RetrievalProblem:
     dev: QuerySet
     query_truncation: Literal["right", "left"] = "right"
     documents_as_queries: bool = False
+    sequences: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def fingerprint(self) -> str:
         from .data import fingerprint_of
 
-        return fingerprint_of(
-            [self.task, self.corpus.fingerprint, self.train_pairs, self.dev.queries, self.dev.qrels,
-             self.query_truncation, self.documents_as_queries]
-        )
+        parts = [self.task, self.corpus.fingerprint, self.train_pairs, self.dev.queries, self.dev.qrels,
+                 self.query_truncation, self.documents_as_queries]
+        if self.sequences or self.dev.histories:  # only then: other problems keep their cache keys
+            parts += [self.sequences, self.dev.histories]
+        return fingerprint_of(parts)
 
 
 @runtime_checkable
@@ -146,6 +158,22 @@ class Retriever(Protocol):
     def search(self, queries: Sequence[str], k: int) -> list[Ranking]:
         """Return the top-``k`` documents for each query, best first."""
         ...
+
+
+@runtime_checkable
+class HistoryRetriever(Protocol):
+    """A retriever that ranks from a user's item-ID history (sasrec, most-popular). A task
+    whose test set has `QuerySet.histories` calls this instead of `Retriever.search`."""
+
+    def search_histories(self, histories: Sequence[Sequence[str]], k: int) -> list[Ranking]:
+        """The top-``k`` items for each history (item ids, oldest first), best first."""
+        ...
+
+
+def needs_histories(indexer: Any) -> bool:
+    """Whether ``indexer`` ranks only from item-ID histories (a class attribute
+    ``needs_histories = True``): tasks without histories skip it, saying why."""
+    return bool(getattr(indexer, "needs_histories", False))
 
 
 @runtime_checkable
@@ -212,7 +240,7 @@ class Task(Protocol):
 
 
 __all__ = [
-    "FIT_METRIC_PREFIX", "Corpus", "Dataset", "IdIndexer", "Indexer", "Progress", "ProgressTask", "Qrels", "Queries",
-    "QuerySet", "Ranking", "RetrievalProblem", "Retriever", "RetrievingIndexer", "RunContext",
-    "SemanticIds", "SilentProgress", "Task", "TaskResult", "indexer_name",
+    "FIT_METRIC_PREFIX", "LOG_LEVELS", "Corpus", "Dataset", "HistoryRetriever", "IdIndexer", "Indexer", "Progress",
+    "ProgressTask", "Qrels", "Queries", "QuerySet", "Ranking", "RetrievalProblem", "Retriever", "RetrievingIndexer",
+    "RunContext", "SemanticIds", "SilentProgress", "Task", "TaskResult", "indexer_name", "needs_histories",
 ]

@@ -10,8 +10,6 @@ import pytest
 
 from indexbench.errors import ConfigError
 from indexbench.generative.options import GenerativeOptions
-from indexbench.kmeans import kmeans
-from indexbench.metrics import id_diagnostics
 from indexbench.id_indexers import (
     IdIndexerOptions,
     append_dedup_position,
@@ -20,6 +18,8 @@ from indexbench.id_indexers import (
     ids_from_codes,
     resolve_id_shape,
 )
+from indexbench.kmeans import kmeans
+from indexbench.metrics import id_diagnostics
 
 
 def test_core_modules_import_neither_torch_nor_faiss():

@@ -7,8 +7,8 @@ import numpy as np
 from indexbench.cache import ArtifactCache
 from indexbench.data import Corpus, Document
 from indexbench.encoders import build_tiny_encoder
-from indexbench.protocols import RunContext
 from indexbench.id_indexers import IdIndexerOptions, corpus_embeddings
+from indexbench.protocols import RunContext
 from indexbench.simcse import SimCSEConfig, simcse_encoder, train_simcse
 
 TEXTS = [f"{w} for the laboratory, item {i}" for i, w in enumerate(

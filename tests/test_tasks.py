@@ -5,6 +5,8 @@ from __future__ import annotations
 import statistics
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from indexbench.data import Corpus, Dataset, Document
 from indexbench.protocols import RunContext
@@ -57,16 +59,47 @@ def sequences_dataset(sequences: dict[str, list[int]]) -> Dataset:
 
 def test_leave_one_out_targets_and_histories():
     ds = sequences_dataset({"u": [0, 1, 2, 3, 4]})
-    pairs, dev, test = leave_one_out(ds.corpus, ds.interactions)
+    pairs, dev, test, sequences = leave_one_out(ds.corpus, ds.interactions)
     # Items 1 and 2 are training targets; 3 is the dev target; 4 the test target.
     assert pairs == [("T0", "1"), ("T0 ; T1", "2")]
     assert dev.queries == {"u": "T0 ; T1 ; T2"} and dev.qrels == {"u": {"3": 1}}
     assert test.queries == {"u": "T0 ; T1 ; T2 ; T3"} and test.qrels == {"u": {"4": 1}}
+    assert sequences == {"u": ["0", "1", "2"]} and dev.histories == {"u": ["0", "1", "2"]}
+    assert test.histories == {"u": ["0", "1", "2", "3"]}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from("abcdefgh"), st.lists(st.integers(0, 9), min_size=1, max_size=30),
+                       min_size=1))
+def test_no_dev_or_test_target_leaks_into_what_an_indexer_sees(raw):
+    """Positions, not item ids, are what must not leak: a user may buy the dev target's item
+    earlier too, and then it is a fair training target there."""
+    ds = sequences_dataset(raw)
+    pairs, dev, test, sequences = leave_one_out(ds.corpus, ds.interactions)
+    problem, test_set = RecommendationTask().split(ds)
+    assert problem.sequences == sequences and problem.dev == dev and test_set == test
+    titles = lambda items: " ; ".join(f"T{i}" for i in items)  # noqa: E731
+    expected_pairs = []
+    for user, items in ds.interactions.items():
+        n = len(items)
+        # Training targets are positions 1 .. n-3, each after the titles of (at most) 20 before it.
+        expected_pairs += [(titles(items[max(0, t - MAX_HISTORY):t]), items[t]) for t in range(1, n - 2)]
+        if n >= 3:
+            assert sequences[user] == items[: n - 2] and dev.histories[user] == items[: n - 2]
+            assert dev.qrels[user] == {items[n - 2]: 1}
+        else:
+            assert user not in dev.queries and len(sequences[user]) == max(1, n - 1)
+        if n >= 2:  # the test input is exactly the sequence before the target
+            assert test.histories[user] == items[: n - 1] and test.qrels[user] == {items[n - 1]: 1}
+            assert test.queries[user] == titles(items[max(0, n - 1 - MAX_HISTORY): n - 1])
+        else:
+            assert user not in test.queries
+    assert pairs == expected_pairs
 
 
 def test_history_is_capped_to_the_most_recent_items():
     ds = sequences_dataset({"u": list(range(30))})
-    pairs, _, test = leave_one_out(ds.corpus, ds.interactions)
+    pairs, _, test, _ = leave_one_out(ds.corpus, ds.interactions)
     history = test.queries["u"].split(" ; ")
     assert len(history) == MAX_HISTORY and history[-1] == "T28" and history[0] == "T9"
     assert len(pairs) == 30 - 3

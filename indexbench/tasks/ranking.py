@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from ..data import Dataset
 from ..protocols import (
+    HistoryRetriever,
     IdIndexer,
     QuerySet,
     RetrievalProblem,
@@ -20,6 +21,7 @@ from ..protocols import (
     RunContext,
     TaskResult,
     indexer_name,
+    needs_histories,
 )
 
 SEARCH_BATCH = 64
@@ -56,9 +58,15 @@ class RankingTask:
         """Why this dataset yields no usable test query (a subclass says it in its own terms)."""
         return "no test query has a relevant document in the corpus"
 
+    has_histories: ClassVar[bool] = False
+    """Whether the test queries carry item-ID histories (`QuerySet.histories`)."""
+
     def skip_reason(self, indexer: Any, dataset: Dataset) -> str | None:
         if not isinstance(indexer, (RetrievingIndexer, IdIndexer)):
             return f"{indexer_name(indexer)} implements neither build_retriever nor assign_ids"
+        if needs_histories(indexer) and not self.has_histories:
+            return (f"{indexer_name(indexer)} ranks items from users' item histories; "
+                    f"{self.name}'s queries are text")
         return self.dataset_skip_reason(dataset) or self._test_queries_reason(dataset)
 
     def _test_queries_reason(self, dataset: Dataset) -> str | None:
@@ -85,21 +93,26 @@ class RankingTask:
         fit_s = time.perf_counter() - started
 
         qids = list(test.queries)
-        texts = [test.queries[q] for q in qids]
+        if test.histories and isinstance(retriever, HistoryRetriever):
+            inputs: list[Any] = [test.histories[q] for q in qids]
+            search = retriever.search_histories
+        else:
+            inputs = [test.queries[q] for q in qids]
+            search = retriever.search
         rankings: dict[str, list[tuple[str, float]]] = {}
         started = time.perf_counter()
         with ctx.progress.task(f"{self.name}: ranking {len(qids):,} test queries", total=len(qids)) as bar:
             for lo in range(0, len(qids), SEARCH_BATCH):
-                batch = retriever.search(texts[lo : lo + SEARCH_BATCH], self.cutoff)
+                batch = search(inputs[lo : lo + SEARCH_BATCH], self.cutoff)
                 for qid, ranking in zip(qids[lo : lo + SEARCH_BATCH], batch):
                     rankings[qid] = ranking
                 bar.advance(len(batch))
         search_s = time.perf_counter() - started
 
         latencies = []
-        for text in texts[:LATENCY_PROBE]:
+        for one in inputs[:LATENCY_PROBE]:
             t0 = time.perf_counter()
-            retriever.search([text], self.cutoff)
+            search([one], self.cutoff)
             latencies.append(time.perf_counter() - t0)
 
         per_query = per_query_metrics(rankings, test.qrels, self.metrics)

@@ -23,8 +23,11 @@ def history_text(corpus: Corpus, history: list[str]) -> str:
 
 
 def leave_one_out(corpus: Corpus, interactions: dict[str, list[str]]):
-    """(train pairs, dev set, test set) of the protocol; users with < 3 items only feed training."""
+    """(train pairs, dev set, test set, training sequences) of the protocol; users with < 3
+    items only feed training. The dev and test sets carry each user's whole history as item ids
+    (`QuerySet.histories`); the text queries keep its last `MAX_HISTORY` titles."""
     pairs: list[tuple[str, str]] = []
+    sequences: dict[str, list[str]] = {}
     dev = QuerySet({}, {})
     test = QuerySet({}, {})
     for user, items in interactions.items():
@@ -32,13 +35,16 @@ def leave_one_out(corpus: Corpus, interactions: dict[str, list[str]]):
         for target in range(1, n - 2):
             history = items[max(0, target - MAX_HISTORY) : target]
             pairs.append((history_text(corpus, history), items[target]))
+        sequences[user] = list(items[: max(n - 2, 1)] if n >= 3 else items[: max(n - 1, 1)])
         if n >= 3:
             dev.queries[user] = history_text(corpus, items[max(0, n - 2 - MAX_HISTORY) : n - 2])
             dev.qrels[user] = {items[n - 2]: 1}
+            dev.histories[user] = list(items[: n - 2])
         if n >= 2:
             test.queries[user] = history_text(corpus, items[max(0, n - 1 - MAX_HISTORY) : n - 1])
             test.qrels[user] = {items[n - 1]: 1}
-    return pairs, dev, test
+            test.histories[user] = list(items[: n - 1])
+    return pairs, dev, test, sequences
 
 
 class RecommendationTask(RankingTask):
@@ -46,6 +52,7 @@ class RecommendationTask(RankingTask):
     description = "Predict each user's next item from the titles of the items before it."
     metrics = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
     reference = "Jin et al. 2024 §5.1; TIGER (Rajput et al. 2023)"
+    has_histories = True
 
     def dataset_skip_reason(self, dataset: Dataset) -> str | None:
         if not dataset.interactions:
@@ -57,7 +64,7 @@ class RecommendationTask(RankingTask):
                 "the last item and needs at least one before it)")
 
     def split(self, dataset: Dataset) -> tuple[RetrievalProblem, QuerySet]:
-        pairs, dev, test = leave_one_out(dataset.corpus, dataset.interactions or {})
+        pairs, dev, test, sequences = leave_one_out(dataset.corpus, dataset.interactions or {})
         problem = RetrievalProblem(task=self.name, corpus=dataset.corpus, train_pairs=pairs, dev=dev,
-                                   query_truncation="left")
+                                   query_truncation="left", sequences=sequences)
         return problem, test

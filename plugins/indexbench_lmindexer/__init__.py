@@ -70,8 +70,8 @@ from indexbench import IndexerEntry, hookimpl, option
 from indexbench.data import Corpus, SemanticIds, fingerprint_of
 from indexbench.errors import ConfigError
 from indexbench.generative import GenerativeOptions
-from indexbench.options import check_options
 from indexbench.id_indexers import id_options, ids_from_codes, resolve_id_shape
+from indexbench.options import check_options
 
 # Part of the artifact key: bump it whenever a change alters the IDs or weights that training
 # produces, so that cached results of the old algorithm are never reused for the new one.
