@@ -108,6 +108,8 @@ def run_cell(cell: Cell, *, cache: ArtifactCache, progress: Progress, seed: int,
         record.status = "error"
         record.reason = str(exc) if isinstance(exc, IndexbenchError) else f"{type(exc).__name__}: {exc}"
         record.details = {"traceback": traceback.format_exc()}
+    if cell.dataset.identity:  # which public split the numbers are on (or how it differs)
+        record.details["dataset_identity"] = dict(cell.dataset.identity)
     record.duration_s = time.perf_counter() - started
     if (count := torch_threads()) is not None:
         record.versions["threads"] = str(count)

@@ -115,6 +115,9 @@ class Dataset:
     qrels: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     interactions: dict[str, list[str]] | None = None
     source: str = ""
+    identity: dict[str, str] | None = field(default=None, repr=False, compare=False)
+    """Which known public split this is, if any (`indexbench.datasets.identity.identify`), set
+    when the runner loads it; None until then."""
     _fingerprint: str | None = field(default=None, repr=False, compare=False)
 
     @property

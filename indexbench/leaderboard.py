@@ -30,6 +30,14 @@ class Table:
     def title(self) -> str:
         return f"{self.dataset} · {self.task}"
 
+    @property
+    def data_notes(self) -> list[str]:
+        """Which known split the records' data is, or how it differs (one line per distinct
+        answer: a store may hold records of two copies under one name)."""
+        notes = [r.details.get("dataset_identity", {}).get("summary", "") for r in self.raw
+                 if isinstance(r.details, dict) and isinstance(r.details.get("dataset_identity"), dict)]
+        return [f"{self.dataset} {note}" for note in dict.fromkeys(n for n in notes if n)]
+
 
 def build_tables(records: Sequence[RunRecord], headline: dict[str, Sequence[str]] | None = None) -> list[Table]:
     """Group records into tables. ``headline`` maps a task to the metrics shown as columns
@@ -135,6 +143,8 @@ def render_rich(tables: Sequence[Table], console) -> None:
             console.print(rt)
         else:
             console.print(Text(table.title, style="italic"))
+        for note in table.data_notes:
+            console.print(Text("  data: " + note, style="dim"))
         for rec in table.raw:
             if rec.status != "ok":
                 style = "yellow" if rec.status == "skipped" else "red"
@@ -151,7 +161,7 @@ def render_markdown(tables: Sequence[Table]) -> str:
         out.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(table.columns))) + "|")
         for row in table.rows:
             out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
-        out.append("")
+        out += ["", *(f"*data: {note}*\n" for note in table.data_notes)] if table.data_notes else [""]
     return "\n".join(out)
 
 

@@ -108,19 +108,25 @@ def backbones() -> None:
 @app.command()
 def datasets(data_dir: DataDir = None) -> None:
     """List datasets and whether their files are present and valid."""
+    from rich.markup import escape
     from rich.table import Table
 
     from .. import paths
-    from ..datasets import dataset_status
+    from ..datasets import dataset_identity, dataset_status
     from ..registry import get_registry
 
     root = paths.data_dir(data_dir)
     table = Table(title=f"datasets (data dir: {root})", title_justify="left")
-    for col in ("dataset", "status", "tasks", "description"):
+    for col in ("dataset", "status", "identity", "tasks", "description"):
         table.add_column(col)
     colours = {"ok": "green", "built-in": "green", "missing": "yellow", "invalid": "red"}
+    identity_colours = {"canonical": "green", "differs": "yellow", "unknown": "white"}
     for name, entry in sorted(get_registry().datasets.items()):
         status, message = dataset_status(entry, root)
-        table.add_row(name, f"[{colours.get(status, 'white')}]{status}[/] {message}",
+        identity = ""
+        if status in ("ok", "built-in"):
+            found = dataset_identity(entry, root)
+            identity = f"[{identity_colours.get(found['status'], 'white')}]{escape(found['summary'])}[/]"
+        table.add_row(name, f"[{colours.get(status, 'white')}]{status}[/] {escape(message)}", identity,
                       ", ".join(entry.tasks) or "all", entry.description)
     console().print(table)

@@ -1,7 +1,7 @@
 """Built-in datasets, loading by name or by directory, and the status shown by `indexbench datasets`.
 
-Loaders live one per *format* (``beir``, ``amazon`` for the LC-Rec layout) plus the in-code
-``sample``. This module is a built-in plugin (the registry loads it by name and calls its hook
+Loaders live one per *format* (``beir``, ``amazon`` for the LC-Rec layout, ``p5``, ``recbole``)
+plus the in-code ``sample``; ``identity`` says whether a loaded dataset is a known public split. This module is a built-in plugin (the registry loads it by name and calls its hook
 like any plugin's) and imports little at import time, because every CLI start registers the
 built-in datasets; the loaders are imported when a dataset is actually loaded.
 """
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 BEIR = "beir"
 LCREC = "lc-rec"
+P5 = "p5"
+RECBOLE = "recbole"
 _LOCATION_HINT = "set the data directory (--data-dir, data_dir=, or INDEXBENCH_DATA) to the folder that contains"
 
 
@@ -39,12 +41,15 @@ def _load_scifact(directory: Path | None) -> Dataset:
     return load_beir(directory, name="scifact")
 
 
-def _load_amazon_scientific(directory: Path | None, options: AmazonOptions | None = None) -> Dataset:
-    from .amazon import load_lcrec
+def _lcrec_loader(name: str, prefix: str):
+    def load(directory: Path | None, options: AmazonOptions | None = None) -> Dataset:
+        from .amazon import load_lcrec
 
-    assert directory is not None
-    options = options or AmazonOptions()
-    return load_lcrec(directory, name="amazon-scientific", prefix="Scientific", category_text=options.category_text)
+        assert directory is not None
+        options = options or AmazonOptions()
+        return load_lcrec(directory, name=name, prefix=prefix, category_text=options.category_text)
+
+    return load
 
 
 @dataclass
@@ -59,7 +64,7 @@ class AmazonOptions:
 
 
 def builtin_datasets() -> list[DatasetEntry]:
-    """The datasets the core registers: the generated sample and the two real ones."""
+    """The datasets the core registers: the generated sample and the real ones."""
     return [
         DatasetEntry(
             name="sample",
@@ -76,8 +81,17 @@ def builtin_datasets() -> list[DatasetEntry]:
             tasks=("document-retrieval",),
         ),
         DatasetEntry(
+            name="amazon-beauty",
+            load=_lcrec_loader("amazon-beauty", "Beauty"),
+            description="Amazon 2014 Beauty, the P5/TIGER split (LC-Rec layout): 12,101 items, 22,363 users",
+            files=("Beauty.item.json", "Beauty.inter.json"),
+            subdir="amazon-beauty",
+            tasks=("id-quality", "product-search", "recommendation"),
+            config_class=AmazonOptions,
+        ),
+        DatasetEntry(
             name="amazon-scientific",
-            load=_load_amazon_scientific,
+            load=_lcrec_loader("amazon-scientific", "Scientific"),
             description="Amazon 2018 Industrial & Scientific (LC-Rec layout): 4,344 items, 8,317 users",
             files=("Scientific.item.json", "Scientific.inter.json"),
             subdir="amazon-scientific",
@@ -112,6 +126,14 @@ def load_dataset(entry: DatasetEntry, data_dir: Path, options=None, label: str |
     dataset = entry.load(directory) if options is None else entry.load(directory, options)
     if label is not None and label != dataset.name:
         dataset = dataclasses.replace(dataset, name=label)
+    return with_identity(dataset, entry.name)
+
+
+def with_identity(dataset: Dataset, registered_as: str | None = None) -> Dataset:
+    """``dataset`` with its `Dataset.identity` filled in (which known split it is, if any)."""
+    from .identity import identify
+
+    dataset.identity = identify(dataset, registered_as).as_dict()
     return dataset
 
 
@@ -155,18 +177,33 @@ def dataset_status(entry: DatasetEntry, data_dir: Path) -> tuple[str, str]:
     return "ok", str(directory)
 
 
+def dataset_identity(entry: DatasetEntry, data_dir: Path) -> dict[str, str]:
+    """`Dataset.identity` of a registered dataset whose files are present (it loads them);
+    a file that does not load is reported as such, not raised."""
+    try:
+        return load_dataset(entry, data_dir).identity or {"status": "unknown", "summary": ""}
+    except DataError as exc:
+        return {"status": "unknown", "summary": f"does not load: {exc}"}
+
+
 def detect_format(path: Path) -> str | None:
-    """``"beir"`` or ``"lc-rec"`` when ``path`` is a directory in that layout, else None."""
+    """``"beir"``, ``"lc-rec"``, ``"p5"`` or ``"recbole"`` when ``path`` is a directory in that
+    layout, else None."""
     path = Path(path)
     if not path.is_dir():
         return None
     from .amazon import find_prefixes
     from .beir import is_beir_dir
+    from .p5 import is_p5_dir
 
     if is_beir_dir(path):
         return BEIR
     if find_prefixes(path):
         return LCREC
+    if is_p5_dir(path):
+        return P5
+    if any(p.is_file() for p in path.glob("*.inter")):
+        return RECBOLE
     return None
 
 
@@ -179,13 +216,22 @@ def load_path(path: Path, name: str | None = None) -> Dataset:
     if fmt == BEIR:
         from .beir import load_beir
 
-        return load_beir(path, name=name)
+        return with_identity(load_beir(path, name=name))
     if fmt == LCREC:
         from .amazon import load_lcrec
 
-        return load_lcrec(path, name=name)
-    raise DataError(path, "not a dataset directory: expected corpus.jsonl (BEIR) or "
-                          "<Name>.item.json + <Name>.inter.json (LC-Rec Amazon)")
+        return with_identity(load_lcrec(path, name=name))
+    if fmt == P5:
+        from .p5 import load_p5
+
+        return with_identity(load_p5(path, name=name))
+    if fmt == RECBOLE:
+        from .recbole import load_recbole
+
+        return with_identity(load_recbole(path, name=name))
+    raise DataError(path, "not a dataset directory: expected corpus.jsonl (BEIR), <Name>.item.json + "
+                          "<Name>.inter.json (LC-Rec Amazon), user_sequence.txt (P5) or <name>.inter (RecBole)")
 
 
-__all__ = ["builtin_datasets", "dataset_dir", "dataset_status", "detect_format", "load_dataset", "load_path"]
+__all__ = ["builtin_datasets", "dataset_dir", "dataset_identity", "dataset_status", "detect_format", "load_dataset", "load_path",
+           "with_identity"]

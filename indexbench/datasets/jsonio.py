@@ -126,12 +126,17 @@ def load_json(path: Path) -> JsonDocument:
     return JsonDocument(path, text, value)
 
 
+def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield ``(line number, text)`` for every non-blank line of a UTF-8 text file."""
+    for lineno, raw in enumerate(_read_bytes(path).splitlines(), 1):
+        if raw.strip():
+            yield lineno, _decode(raw, path, lineno)
+
+
 def iter_tsv(path: Path) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(line number, tab-separated columns)`` for every non-blank line of a TSV file."""
-    for lineno, raw in enumerate(_read_bytes(path).splitlines(), 1):
-        if not raw.strip():
-            continue
-        yield lineno, _decode(raw, path, lineno).split("\t")
+    for lineno, line in iter_lines(path):
+        yield lineno, line.split("\t")
 
 
 def first_line(path: Path) -> str | None:
