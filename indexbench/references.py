@@ -2,8 +2,13 @@
 shipped with the package is `shipped_references`, also at ``benchmarks/references.toml``) whose data
 is present, and say how close each came.
 
-A reference is ``ok`` when our value is within its ``tolerance`` of the published one, ``near``
-within twice that, else ``fail``; one whose dataset is absent is ``skipped`` with the reason.
+A reference is judged by its ``check``: ``within`` (the default) is ``ok`` when our value is within
+``tolerance`` of the published one, ``near`` within twice that, else ``fail``; ``at-least`` is
+``ok`` when ours is no more than ``tolerance`` below it (a baseline we must reach, not match),
+``near`` within twice that; ``beside`` is shown next to it and not judged (the published setting
+differs from ours, and ``note`` says how). A reference whose dataset is absent, or whose indexer
+is not installed (a published method indexbench does not implement), is ``skipped`` with the
+reason. Each cell runs once, however many of its metrics are referenced.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from .gridfile import read_toml
 
 REQUIRED = {"name": str, "indexer": str, "task": str, "dataset": str, "metric": str, "value": float,
             "tolerance": float}
+OPTIONAL = {"check": "within", "source": "", "note": ""}
+CHECKS = ("within", "at-least", "beside")
 
 
 @dataclass(frozen=True)
@@ -28,12 +35,15 @@ class Reference:
     metric: str
     value: float
     tolerance: float
+    check: str = "within"
+    source: str = ""
+    note: str = ""
 
 
 @dataclass
 class Verdict:
     reference: Reference
-    status: str  # ok | near | fail | skipped | error
+    status: str  # ok | near | fail | beside | skipped | error
     ours: float | None = None
     reason: str = ""
 
@@ -52,10 +62,10 @@ def load_references(path: str | Path) -> list[Reference]:
     for i, entry in enumerate(data["reference"], start=1):
         if not isinstance(entry, dict):
             raise ConfigError(f"{path}: reference {i} is not a table")
-        extra = set(entry) - set(REQUIRED)
+        extra = set(entry) - set(REQUIRED) - set(OPTIONAL)
         if extra:
             raise ConfigError(f"{path}: reference {i}: unknown key {sorted(extra)[0]!r}; "
-                              f"valid keys: {', '.join(REQUIRED)}")
+                              f"valid keys: {', '.join([*REQUIRED, *OPTIONAL])}")
         values: dict[str, Any] = {}
         for key, kind in REQUIRED.items():
             if key not in entry:
@@ -67,43 +77,59 @@ def load_references(path: str | Path) -> list[Reference]:
                 raise ConfigError(f"{path}: reference {i}: {key!r} must be a {'number' if kind is float else 'string'}, "
                                   f"got {value!r}")
             values[key] = float(value) if kind is float else value
+        for key, default in OPTIONAL.items():
+            value = entry.get(key, default)
+            if not isinstance(value, str):
+                raise ConfigError(f"{path}: reference {i}: {key!r} must be a string, got {value!r}")
+            values[key] = value
+        if values["check"] not in CHECKS:
+            raise ConfigError(f"{path}: reference {i}: check must be one of {', '.join(CHECKS)}, "
+                              f"got {values['check']!r}")
         refs.append(Reference(**values))
     return refs
 
 
 def judge(reference: Reference, ours: float) -> str:
-    gap = abs(ours - reference.value)
+    if reference.check == "beside":
+        return "beside"
+    gap = reference.value - ours if reference.check == "at-least" else abs(ours - reference.value)
     if gap <= reference.tolerance + 1e-12:
         return "ok"
     return "near" if gap <= 2 * reference.tolerance + 1e-12 else "fail"
 
 
 def verify(references: list[Reference], *, data_dir: Any = None, **run_options: Any) -> list[Verdict]:
-    """Run every reference cell whose dataset is present (one grid per dataset) and judge it."""
+    """Run every reference cell whose dataset is present and indexer installed (each cell once)
+    and judge each reference."""
     from . import paths
     from .datasets import dataset_status
     from .registry import get_registry
     from .runner import run_grid
+    from .specs import IndexerSpec
 
     registry = get_registry()
     root = paths.data_dir(data_dir)
     verdicts: list[Verdict] = []
-    runnable: list[Reference] = []
+    cells: dict[tuple[str, str, str], list[Reference]] = {}
     for ref in references:
         entry = registry.datasets.get(ref.dataset)
         status, message = dataset_status(entry, root) if entry is not None else ("missing", "not a registered dataset")
-        if status in ("ok", "built-in"):
-            runnable.append(ref)
+        if IndexerSpec.parse(ref.indexer).name not in registry.indexers:
+            verdicts.append(Verdict(ref, "skipped", reason=f"indexbench has no indexer {ref.indexer!r} "
+                                                           "(published for comparison)"))
+        elif status in ("ok", "built-in"):
+            cells.setdefault((ref.indexer, ref.task, ref.dataset), []).append(ref)
         else:
             verdicts.append(Verdict(ref, "skipped", reason=f"dataset {ref.dataset} {status}: {message}"))
-    for ref in runnable:
-        (record,) = run_grid([ref.indexer], [ref.task], [ref.dataset], data_dir=data_dir, **run_options)
-        if record.status != "ok":
-            verdicts.append(Verdict(ref, "error", reason=f"{record.status}: {record.reason}"))
-        elif ref.metric not in record.metrics:
-            verdicts.append(Verdict(ref, "error", reason=f"the cell reports no {ref.metric}"))
-        else:
-            ours = record.metrics[ref.metric]
-            verdicts.append(Verdict(ref, judge(ref, ours), ours))
-    order = {ref: i for i, ref in enumerate(references)}
-    return sorted(verdicts, key=lambda v: order[v.reference])
+    for (indexer, task, dataset), refs in cells.items():
+        (record,) = run_grid([indexer], [task], [dataset], data_dir=data_dir, **run_options)
+        for ref in refs:
+            if record.status != "ok":
+                verdicts.append(Verdict(ref, "error", reason=f"{record.status}: {record.reason}"))
+            elif ref.metric not in record.metrics:
+                verdicts.append(Verdict(ref, "error", reason=f"the cell reports no {ref.metric}"))
+            else:
+                ours = record.metrics[ref.metric]
+                verdicts.append(Verdict(ref, judge(ref, ours), ours))
+    order = {id(ref): i for i, ref in enumerate(references)}
+    return sorted(verdicts, key=lambda v: order[id(v.reference)])

@@ -146,3 +146,15 @@ def test_amazon_beauty_is_the_canonical_split_and_a_copy_missing_one_interaction
     assert found["status"] == "differs" and found["split"] == "amazon-beauty-p5"
     assert found["summary"].endswith("interactions 198,501 against 198,502 (-1); "
                                      "first differing user: '100' (the 101st in order)")
+
+
+def test_a_split_known_by_its_statistics_only_is_said_to_match_them(tmp_path, monkeypatch):
+    from indexbench.datasets import identity
+
+    lcrec = load_path(write_lcrec(tmp_path / "lcrec"))
+    toy = identity.KnownSplit(key="toy", title="the toy split", source="here", users=4, items=5, interactions=17,
+                              datasets=("toy",))
+    monkeypatch.setattr(identity, "known_splits", lambda: (toy,))
+    found = identity.identify(lcrec)
+    assert (found.status, found.split) == ("same-statistics", "toy")
+    assert found.summary == "has the statistics of the toy split (its sequences are not on record to compare)"

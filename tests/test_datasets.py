@@ -349,7 +349,8 @@ def entry(name: str):
 
 def test_builtin_entries():
     entries = {e.name: e for e in builtin_datasets()}
-    assert list(entries) == ["sample", "scifact", "amazon-beauty", "amazon-scientific"]
+    assert list(entries) == ["sample", "scifact", "amazon-beauty", "amazon-sports", "amazon-toys", "amazon-scientific"]
+    assert entries["amazon-toys"].files == ("Toys.item.json", "Toys.inter.json")
     assert entries["amazon-beauty"].files == ("Beauty.item.json", "Beauty.inter.json")
     assert entries["sample"].generated and entries["sample"].files == ()
     assert entries["scifact"].subdir == "scifact"

@@ -391,6 +391,13 @@ tolerance = 0.035
     assert verdicts[0].ours == pytest.approx(ours) and "scifact" in verdicts[1].reason
     ref = Reference("r", "bm25", "document-retrieval", "sample", "ndcg@10", 0.5, 0.01)
     assert [judge(ref, x) for x in (0.505, 0.49, 0.485, 0.47)] == ["ok", "ok", "near", "fail"]
+    floor = Reference("r", "sasrec", "recommendation", "sample", "ndcg@10", 0.5, 0.01, check="at-least")
+    assert [judge(floor, x) for x in (0.7, 0.49, 0.485, 0.47)] == ["ok", "ok", "near", "fail"]
+    beside = Reference("r", "hc", "id-quality", "sample", "ami_l2", 0.5, 0.0, check="beside")
+    assert judge(beside, 0.1) == "beside"
+    bad_check = _write(tmp_path / "check.toml", refs.read_text().replace('tolerance = 0.01', 'tolerance = 0.01\ncheck = "roughly"'))
+    with pytest.raises(ConfigError, match="reference 1: check must be one of within, at-least, beside"):
+        load_references(bad_check)
     bad = _write(tmp_path / "bad.toml", '[[reference]]\nname = "x"\n')
     with pytest.raises(ConfigError, match="reference 1: missing key 'indexer'"):
         load_references(bad)
@@ -400,6 +407,32 @@ tolerance = 0.035
     shipped = load_references(shipped_references())
     assert {(r.indexer, r.dataset, r.value) for r in shipped} >= {("bm25", "scifact", 0.665),
                                                                    ("dual-encoder", "scifact", 0.645)}
+    tiger_beauty = {r.metric: r.value for r in shipped if (r.indexer, r.dataset) == ("tiger", "amazon-beauty")}
+    assert tiger_beauty == {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "ndcg@10": 0.0384}
+    assert {r.check for r in shipped if r.indexer == "sasrec"} == {"at-least"}
+
+
+def test_verify_runs_each_cell_once_and_skips_methods_it_does_not_implement(tmp_path, monkeypatch):
+    from indexbench import runner
+    from indexbench.references import load_references, verify
+
+    calls = []
+    real = runner.run_grid
+    monkeypatch.setattr(runner, "run_grid", lambda *a, **k: calls.append(a) or real(*a, **k))
+    refs = _write(tmp_path / "refs.toml", "".join(f"""
+[[reference]]
+name = "{indexer} {metric}"
+indexer = "{indexer}"
+task = "recommendation"
+dataset = "sample"
+metric = "{metric}"
+value = 0.01
+tolerance = 0.5
+""" for indexer in ("most-popular", "bert4rec") for metric in ("recall@10", "ndcg@10")))
+    verdicts = verify(load_references(refs), store=False, use_cache=False, device="cpu")
+    assert [v.status for v in verdicts] == ["ok", "ok", "skipped", "skipped"]
+    assert verdicts[2].reason == "indexbench has no indexer 'bert4rec' (published for comparison)"
+    assert calls == [(["most-popular"], ["recommendation"], ["sample"])]
 
 
 def test_verify_outside_a_source_checkout_uses_the_shipped_references(tmp_path):

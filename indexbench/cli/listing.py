@@ -120,7 +120,7 @@ def datasets(data_dir: DataDir = None) -> None:
     for col in ("dataset", "status", "identity", "tasks", "description"):
         table.add_column(col)
     colours = {"ok": "green", "built-in": "green", "missing": "yellow", "invalid": "red"}
-    identity_colours = {"canonical": "green", "differs": "yellow", "unknown": "white"}
+    identity_colours = {"canonical": "green", "same-statistics": "green", "differs": "yellow", "unknown": "white"}
     for name, entry in sorted(get_registry().datasets.items()):
         status, message = dataset_status(entry, root)
         identity = ""

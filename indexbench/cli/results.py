@@ -101,8 +101,13 @@ def verify(
     cache_dir: Annotated[Path | None, typer.Option(help="Artifact cache [default: $INDEXBENCH_CACHE, else a per-user cache dir].")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    dataset: Annotated[list[str] | None, typer.Option(
+        "--dataset", "-d", help="Only the references on this dataset (repeatable).")] = None,
+    indexer: Annotated[list[str] | None, typer.Option(
+        "--indexer", "-i", help="Only the references of this indexer (repeatable).")] = None,
 ) -> None:
     """Run the reference cells whose data is present and judge each against its published figure."""
+    from rich.markup import escape
     from rich.table import Table
 
     from .. import paths
@@ -112,7 +117,10 @@ def verify(
     from ..store import ResultStore
 
     references = references or shipped_references()
-    refs = load_references(references)
+    refs = [r for r in load_references(references)
+            if (not dataset or r.dataset in dataset) and (not indexer or r.indexer in indexer)]
+    if not refs:
+        raise typer.BadParameter("no reference matches --dataset/--indexer", param_hint="--dataset/--indexer")
     results = ResultStore(paths.results_path(store))
     with sigterm_unwinds(), RichProgress(enabled=not quiet) as progress:
         verdicts = verify_references(refs, data_dir=data_dir, store=results, cache_dir=cache_dir, device=device,
@@ -120,12 +128,15 @@ def verify(
     table = Table(title=f"references ({references})", title_justify="left")
     for col in ("reference", "cell", "metric", "published", "ours", "tolerance", "verdict"):
         table.add_column(col)
-    colours = {"ok": "green", "near": "yellow", "fail": "red", "error": "red", "skipped": "dim"}
+    colours = {"ok": "green", "near": "yellow", "fail": "red", "error": "red", "skipped": "dim", "beside": "cyan"}
+    bounds = {"within": "±", "at-least": "≥ −", "beside": "not judged, "}
     for v in verdicts:
         r = v.reference
-        table.add_row(r.name, f"{r.indexer} × {r.task} × {r.dataset}", r.metric, f"{r.value:.4f}",
-                      "" if v.ours is None else f"{v.ours:.4f}", f"±{r.tolerance:.4f}",
-                      f"[{colours[v.status]}]{v.status}[/]" + (f" ({v.reason})" if v.reason else ""))
+        why = v.reason or (r.note if v.status == "beside" else "")
+        table.add_row(escape(r.name), escape(f"{r.indexer} × {r.task} × {r.dataset}"), r.metric, f"{r.value:.4f}",
+                      "" if v.ours is None else f"{v.ours:.4f}",
+                      f"{bounds[r.check]}{r.tolerance:.4f}" if r.check != "beside" else "not judged",
+                      f"[{colours[v.status]}]{v.status}[/]" + (f" ({escape(why)})" if why else ""))
     console().print(table)
     if any(v.status in ("fail", "error") for v in verdicts):
         raise typer.Exit(1)

@@ -89,6 +89,16 @@ def builtin_datasets() -> list[DatasetEntry]:
             tasks=("id-quality", "product-search", "recommendation"),
             config_class=AmazonOptions,
         ),
+        *(DatasetEntry(
+            name=f"amazon-{name.lower()}",
+            load=_lcrec_loader(f"amazon-{name.lower()}", name),
+            description=f"Amazon 2014 {title}, the P5/TIGER split (LC-Rec layout): {items} items, {users} users",
+            files=(f"{name}.item.json", f"{name}.inter.json"),
+            subdir=f"amazon-{name.lower()}",
+            tasks=("id-quality", "product-search", "recommendation"),
+            config_class=AmazonOptions,
+        ) for name, title, items, users in (("Sports", "Sports and Outdoors", "18,357", "35,598"),
+                                            ("Toys", "Toys and Games", "11,924", "19,412"))),
         DatasetEntry(
             name="amazon-scientific",
             load=_lcrec_loader("amazon-scientific", "Scientific"),

@@ -59,7 +59,7 @@ class KnownSplit:
 class Identity:
     """What `identify` found. ``split`` is the known split it is, or was compared with."""
 
-    status: str  # "canonical" | "differs" | "unknown"
+    status: str  # "canonical" | "same-statistics" | "differs" | "unknown"
     split: str = ""
     summary: str = ""
     fingerprint: str = ""
@@ -130,6 +130,9 @@ def identify(dataset: Dataset, registered_as: str | None = None) -> Identity:
         (s for s in splits if _close(stats, s.statistics())), None)
     if nearest is None:
         return Identity("unknown", "", "not a known split", fingerprint)
+    if not nearest.fingerprint and stats == nearest.statistics():
+        return Identity("same-statistics", nearest.key, f"has the statistics of {nearest.title} "
+                        "(its sequences are not on record to compare)", fingerprint)
     return Identity("differs", nearest.key,
                     f"differs from {nearest.title}: " + _differences(stats, nearest, users, sequences), fingerprint)
 
@@ -149,8 +152,6 @@ def _differences(stats: dict[str, int], split: KnownSplit, users: list[str], seq
         first = _first_differing_user(split, users, sequences)
         if first is not None:
             parts.append(first)
-    elif not split.fingerprint:
-        parts.append("its sequences are not on record (statistics only)")
     return "; ".join(parts) or "same statistics, other sequences"
 
 
