@@ -1,0 +1,97 @@
+"""SASRec on Amazon Beauty (the P5/TIGER split): indexbench's `sasrec` beside cornac 3.0.1's
+`SASRec` on the same sequences, the same protocol and the same CPU, one after the other.
+
+Both use leave-last-out (last item test, second-to-last dev, the rest train), rank every item
+without removing seen ones, and select the epoch by dev NDCG@10. cornac runs its tuned Beauty
+setting (its TIGER README: binary loss over 2,048 shared popularity-sampled negatives, 128
+dimensions, lr 5e-4, dropout 0.2, history 50); indexbench runs its defaults. Each framework scores
+its own rankings (R@5, N@5, R@10, N@10; one relevant item, so the definitions agree).
+
+    pip install cornac==3.0.1      # a benchmark-only dependency; the package never imports it
+    python benchmarks/sasrec_vs_cornac.py [--data ../shared/data] [--cornac-epochs 30] [--ours SPEC]
+
+Writes a Markdown table to stdout. indexbench's run uses a private store and cache under a
+temporary directory (nothing is written to the user's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def beauty(data: Path):
+    from indexbench.datasets import load_dataset
+    from indexbench.registry import get_registry
+
+    return load_dataset(get_registry().dataset("amazon-beauty"), data)
+
+
+def run_ours(data: Path, spec: str) -> dict:
+    from indexbench.runner import run_grid
+
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        (record,) = run_grid([spec], ["recommendation"], ["amazon-beauty"], data_dir=data, store=False,
+                             cache_dir=Path(tmp) / "cache", device="cpu")
+        wall = time.perf_counter() - started
+    if record.status != "ok":
+        raise SystemExit(f"{spec}: {record.status}: {record.reason}")
+    training = record.details["indexer"]["training"]
+    return {"name": f"indexbench {spec}", **record.metrics, "train_s": training["train_seconds"],
+            "wall_s": wall, "epochs": f"{training['best_epoch']} of {training['epochs_run']}"}
+
+
+def run_cornac(data: Path, epochs: int, seed: int) -> dict:
+    from cornac.eval_methods import NextItemEvaluation
+    from cornac.metrics import NDCG, Recall
+    from cornac.models import SASRec
+
+    dataset = beauty(data)
+    feedback = [(user, item, 1.0, t) for user, items in dataset.interactions.items() for t, item in enumerate(items)]
+    started = time.perf_counter()
+    evaluation = NextItemEvaluation.leave_last_out(feedback, fmt="UIRT", mode="last", exclude_unknowns=False)
+    model = SASRec(embedding_dim=128, loss="bce", learning_rate=5e-4, dropout=0.2, max_len=50, n_epochs=epochs,
+                   model_selection="best", val_eval_every=1, val_metric="ndcg", val_k=10, seed=seed)
+    fit_started = time.perf_counter()
+    model.fit(evaluation.train_set, evaluation.val_set)
+    train_s = time.perf_counter() - fit_started
+    model.trainable = False
+    result, _ = evaluation.evaluate(model, metrics=[Recall(k=5), NDCG(k=5), Recall(k=10), NDCG(k=10)],
+                                    user_based=False, show_validation=False)
+    avg = result.metric_avg_results
+    return {"name": "cornac 3.0.1 SASRec (tuned: bce, 128, lr 5e-4, dropout 0.2, history 50)",
+            "recall@5": avg["Recall@5"], "ndcg@5": avg["NDCG@5"], "recall@10": avg["Recall@10"],
+            "ndcg@10": avg["NDCG@10"], "train_s": train_s, "wall_s": time.perf_counter() - started,
+            "epochs": f"best of {epochs}"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--cornac-epochs", type=int, default=30)
+    parser.add_argument("--ours", default="sasrec")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-cornac", action="store_true")
+    args = parser.parse_args()
+    rows = [run_ours(args.data, args.ours)]
+    if not args.skip_cornac:
+        rows.append(run_cornac(args.data, args.cornac_epochs, args.seed))
+    from indexbench.environment import package_versions
+
+    print(f"Machine: {platform.processor() or platform.machine()}, {package_versions().get('cpu', '')}, "
+          f"torch {package_versions().get('torch', '')}\n")
+    print("| implementation | R@5 | N@5 | R@10 | N@10 | epochs | train s | wall s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        print(f"| {row['name']} | {row['recall@5']:.4f} | {row['ndcg@5']:.4f} | {row['recall@10']:.4f} | "
+              f"{row['ndcg@10']:.4f} | {row['epochs']} | {row['train_s']:.0f} | {row['wall_s']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
