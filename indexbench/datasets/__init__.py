@@ -80,35 +80,21 @@ def builtin_datasets() -> list[DatasetEntry]:
             subdir="scifact",
             tasks=("document-retrieval",),
         ),
-        DatasetEntry(
-            name="amazon-beauty",
-            load=_lcrec_loader("amazon-beauty", "Beauty"),
-            description="Amazon 2014 Beauty, the P5/TIGER split (LC-Rec layout): 12,101 items, 22,363 users",
-            files=("Beauty.item.json", "Beauty.inter.json"),
-            subdir="amazon-beauty",
-            tasks=("id-quality", "product-search", "recommendation"),
-            config_class=AmazonOptions,
-        ),
-        *(DatasetEntry(
-            name=f"amazon-{name.lower()}",
-            load=_lcrec_loader(f"amazon-{name.lower()}", name),
-            description=f"Amazon 2014 {title}, the P5/TIGER split (LC-Rec layout): {items} items, {users} users",
-            files=(f"{name}.item.json", f"{name}.inter.json"),
-            subdir=f"amazon-{name.lower()}",
-            tasks=("id-quality", "product-search", "recommendation"),
-            config_class=AmazonOptions,
-        ) for name, title, items, users in (("Sports", "Sports and Outdoors", "18,357", "35,598"),
-                                            ("Toys", "Toys and Games", "11,924", "19,412"))),
-        DatasetEntry(
-            name="amazon-scientific",
-            load=_lcrec_loader("amazon-scientific", "Scientific"),
-            description="Amazon 2018 Industrial & Scientific (LC-Rec layout): 4,344 items, 8,317 users",
-            files=("Scientific.item.json", "Scientific.inter.json"),
-            subdir="amazon-scientific",
-            tasks=("id-quality", "product-search", "recommendation"),
-            config_class=AmazonOptions,
-        ),
+        *(_lcrec_entry(f"amazon-{prefix.lower()}", prefix,
+                       f"Amazon 2014 {title}, the P5/TIGER split (LC-Rec layout): {items} items, {users} users")
+          for prefix, title, items, users in (("Beauty", "Beauty", "12,101", "22,363"),
+                                              ("Sports", "Sports and Outdoors", "18,357", "35,598"),
+                                              ("Toys", "Toys and Games", "11,924", "19,412"))),
+        _lcrec_entry("amazon-scientific", "Scientific",
+                     "Amazon 2018 Industrial & Scientific (LC-Rec layout): 4,344 items, 8,317 users"),
     ]
+
+
+def _lcrec_entry(name: str, prefix: str, description: str) -> DatasetEntry:
+    """A real Amazon set in the LC-Rec layout under ``<data-dir>/<name>/``."""
+    return DatasetEntry(name=name, load=_lcrec_loader(name, prefix), description=description,
+                        files=(f"{prefix}.item.json", f"{prefix}.inter.json"), subdir=name,
+                        tasks=("id-quality", "product-search", "recommendation"), config_class=AmazonOptions)
 
 
 @hookimpl
