@@ -43,14 +43,39 @@ def run_ours(data: Path, spec: str) -> dict:
     if record.status != "ok":
         raise SystemExit(f"{spec}: {record.status}: {record.reason}")
     training = record.details["indexer"]["training"]
+    curve = [(p["epoch"], p["dev_ndcg@10"], p["seconds"]) for p in record.details["indexer"]["dev_curve"]
+             if "dev_ndcg@10" in p]
     return {"name": f"indexbench {spec}", **record.metrics, "train_s": training["train_seconds"],
-            "wall_s": wall, "epochs": f"{training['best_epoch']} of {training['epochs_run']}"}
+            "wall_s": wall, "epochs": f"{training['best_epoch']} of {training['epochs_run']}", "curve": curve}
+
+
+def logged_dev_scores(curve: list[dict], started: list[float]):
+    """Wrap cornac's dev evaluation so each call's score and the training time before it are kept
+    (cornac keeps only the best); the evaluation's own time is not counted as training."""
+    import cornac.models.sasrec.recom_sasrec as recom
+
+    original = recom.val_score
+
+    def logged(*args, **kwargs):
+        before = time.perf_counter()
+        score = original(*args, **kwargs)
+        after = time.perf_counter()
+        curve.append({"dev_ndcg@10": score, "train_s": before - started[0] - sum(p["eval_s"] for p in curve),
+                      "eval_s": after - before})
+        print(f"cornac dev ndcg@10 {score:.4f} after {curve[-1]['train_s']:.0f} s of training", flush=True)
+        return score
+
+    recom.val_score = logged
 
 
 def run_cornac(data: Path, epochs: int, seed: int, val_every: int) -> dict:
     from cornac.eval_methods import NextItemEvaluation
     from cornac.metrics import NDCG, Recall
     from cornac.models import SASRec
+
+    curve: list[dict] = []
+    fit_started = [0.0]
+    logged_dev_scores(curve, fit_started)
 
     dataset = beauty(data)
     feedback = [(user, item, 1.0, t) for user, items in dataset.interactions.items() for t, item in enumerate(items)]
@@ -59,9 +84,9 @@ def run_cornac(data: Path, epochs: int, seed: int, val_every: int) -> dict:
     model = SASRec(embedding_dim=128, loss="bce", learning_rate=5e-4, dropout=0.2, max_len=50, n_epochs=epochs,
                    model_selection="best", val_eval_every=val_every, val_metric="ndcg", val_k=10, seed=seed,
                    verbose=True)  # its progress bar: an epoch takes minutes on 2 cores
-    fit_started = time.perf_counter()
+    fit_started[0] = time.perf_counter()
     model.fit(evaluation.train_set, evaluation.val_set)
-    train_s = time.perf_counter() - fit_started
+    train_s = time.perf_counter() - fit_started[0] - sum(point["eval_s"] for point in curve)
     model.trainable = False
     result, _ = evaluation.evaluate(model, metrics=[Recall(k=5), NDCG(k=5), Recall(k=10), NDCG(k=10)],
                                     user_based=False, show_validation=False)
@@ -69,7 +94,8 @@ def run_cornac(data: Path, epochs: int, seed: int, val_every: int) -> dict:
     return {"name": "cornac 3.0.1 SASRec (tuned: bce, 128, lr 5e-4, dropout 0.2, history 50)",
             "recall@5": avg["Recall@5"], "ndcg@5": avg["NDCG@5"], "recall@10": avg["Recall@10"],
             "ndcg@10": avg["NDCG@10"], "train_s": train_s, "wall_s": time.perf_counter() - started,
-            "epochs": f"best of {epochs} (dev every {val_every})"}
+            "epochs": f"best of {epochs} (dev every {val_every})",
+            "curve": [(val_every * (i + 1), p["dev_ndcg@10"], p["train_s"]) for i, p in enumerate(curve)]}
 
 
 def main() -> None:
@@ -81,8 +107,9 @@ def main() -> None:
     parser.add_argument("--ours", default="sasrec")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-cornac", action="store_true")
+    parser.add_argument("--skip-ours", action="store_true")
     args = parser.parse_args()
-    rows = [run_ours(args.data, args.ours)]
+    rows = [] if args.skip_ours else [run_ours(args.data, args.ours)]
     if not args.skip_cornac:
         rows.append(run_cornac(args.data, args.cornac_epochs, args.seed, args.cornac_val_every))
     from indexbench.environment import package_versions
@@ -94,6 +121,10 @@ def main() -> None:
     for row in rows:
         print(f"| {row['name']} | {row['recall@5']:.4f} | {row['ndcg@5']:.4f} | {row['recall@10']:.4f} | "
               f"{row['ndcg@10']:.4f} | {row['epochs']} | {row['train_s']:.0f} | {row['wall_s']:.0f} |")
+    print("\nDev NDCG@10 by training time (evaluation time not counted):\n")
+    for row in rows:
+        points = ", ".join(f"{ndcg:.4f} @{epoch} ({seconds:.0f} s)" for epoch, ndcg, seconds in row["curve"])
+        print(f"* {row['name']}: {points}")
 
 
 if __name__ == "__main__":

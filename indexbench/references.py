@@ -48,6 +48,35 @@ class Verdict:
     reason: str = ""
 
 
+@dataclass
+class PaperVsOurs:
+    """One dataset × task of a verify run, pivoted as reproduction pages print it: a row per
+    published method (its references share a ``name``), a column per metric."""
+    dataset: str
+    task: str
+    metrics: list[str]
+    rows: list[tuple[str, str, dict[str, Verdict]]]  # (name, indexer, metric -> verdict)
+
+
+def paper_vs_ours(verdicts: list[Verdict]) -> list[PaperVsOurs]:
+    """Group verdicts by dataset and task (in the order they come), then by reference name;
+    metrics by cutoff (R@5, N@5 before R@10, N@10), then in their first order of appearance."""
+    tables: dict[tuple[str, str], PaperVsOurs] = {}
+    for verdict in verdicts:
+        ref = verdict.reference
+        table = tables.setdefault((ref.dataset, ref.task), PaperVsOurs(ref.dataset, ref.task, [], []))
+        if ref.metric not in table.metrics:
+            table.metrics.append(ref.metric)
+        row = next((r for r in table.rows if r[:2] == (ref.name, ref.indexer)), None)
+        if row is None:
+            row = (ref.name, ref.indexer, {})
+            table.rows.append(row)
+        row[2][ref.metric] = verdict
+    for table in tables.values():
+        table.metrics.sort(key=lambda m: int(m.rsplit("@", 1)[1]) if m.rsplit("@", 1)[-1].isdigit() else 0)
+    return list(tables.values())
+
+
 def shipped_references() -> Path:
     """The reference matrix installed with indexbench (found outside a source checkout too)."""
     return Path(__file__).with_name("references.toml")

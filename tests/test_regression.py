@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import platform
@@ -433,6 +435,19 @@ tolerance = 0.5
     assert [v.status for v in verdicts] == ["ok", "ok", "skipped", "skipped"]
     assert verdicts[2].reason == "indexbench has no indexer 'bert4rec' (published for comparison)"
     assert calls == [(["most-popular"], ["recommendation"], ["sample"])]
+    from indexbench.references import paper_vs_ours
+
+    (pivot,) = paper_vs_ours(verdicts)
+    assert (pivot.dataset, pivot.task, pivot.metrics) == ("sample", "recommendation", ["recall@10", "ndcg@10"])
+    assert [(name, indexer, list(cells)) for name, indexer, cells in pivot.rows] == [
+        ("most-popular recall@10", "most-popular", ["recall@10"]), ("most-popular ndcg@10", "most-popular", ["ndcg@10"]),
+        ("bert4rec recall@10", "bert4rec", ["recall@10"]), ("bert4rec ndcg@10", "bert4rec", ["ndcg@10"])]
+    same_name = [dataclasses.replace(v, reference=dataclasses.replace(v.reference, name=v.reference.indexer))
+                 for v in verdicts]
+    (pivot,) = paper_vs_ours(same_name)
+    assert [(name, list(cells)) for name, _, cells in pivot.rows] == [
+        ("most-popular", ["recall@10", "ndcg@10"]), ("bert4rec", ["recall@10", "ndcg@10"])]
+    assert pivot.rows[0][2]["ndcg@10"] is same_name[1]
 
 
 def test_verify_outside_a_source_checkout_uses_the_shipped_references(tmp_path):
@@ -445,6 +460,12 @@ def test_verify_outside_a_source_checkout_uses_the_shipped_references(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "BM25 on SciFact" in done.stdout and "skipped" in done.stdout
+    wide = subprocess.run([sys.executable, "-m", "indexbench", "verify", "-q", "--wide", "-d", "amazon-beauty"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert wide.returncode == 0, wide.stderr
+    assert "amazon-beauty · recommendation: paper vs ours" in wide.stdout
+    tiger_row = next(line for line in wide.stdout.splitlines() if "TIGER on Beauty" in line)
+    assert "0.0454 / —" in tiger_row and "0.0384 / —" in tiger_row  # published, nothing of ours without data
 
 
 def test_a_run_plan_takes_each_flag_over_the_grid_and_defaults_for_the_rest(tmp_path):

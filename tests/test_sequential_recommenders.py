@@ -62,6 +62,23 @@ def test_sasrec_learns_the_next_item_where_popularity_cannot(tmp_path):
     assert len(indexer.details["dev_curve"]) == 40
 
 
+@pytest.mark.parametrize("loss", ["ce", "bce"])
+def test_sasrec_learns_with_negatives_shared_by_the_batch(tmp_path, loss):
+    indexer, sasrec = evaluate("sasrec", chain_dataset(), tmp_path, hidden=32, max_epochs=40, patience=40, lr=5e-3,
+                               dropout=0.0, loss=loss, negatives=8, batch_size=8)
+    assert sasrec.metrics["recall@10"] > 0.9, sasrec.metrics
+
+
+def test_shared_negatives_follow_training_counts_and_never_draw_unseen_items():
+    import numpy as np
+    from indexbench_sasrec._train import popularity
+
+    windows = np.array([[0, 1, 1, 1, 1], [0, 0, 0, 2, 1]])  # item 1 five times, item 2 once, 3 never
+    weights = popularity(windows, n_items=3, exponent=0.5)
+    assert weights.tolist() == pytest.approx([5 ** 0.5 / (5 ** 0.5 + 1), 1 / (5 ** 0.5 + 1), 0.0])
+    assert popularity(windows, n_items=3, exponent=0.0).tolist() == pytest.approx([0.5, 0.5, 0.0])
+
+
 def test_sasrec_same_seed_same_rankings_and_the_weights_are_cached(tmp_path):
     dataset = chain_dataset(n_users=40)
     options = {"hidden": 16, "max_epochs": 3, "loss": "bce"}

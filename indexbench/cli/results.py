@@ -105,11 +105,10 @@ def verify(
         "--dataset", "-d", help="Only the references on this dataset (repeatable).")] = None,
     indexer: Annotated[list[str] | None, typer.Option(
         "--indexer", "-i", help="Only the references of this indexer (repeatable).")] = None,
+    wide: Annotated[bool, typer.Option(
+        "--wide", help="Paper vs ours: a table per dataset × task, a row per published method, a column per metric.")] = False,
 ) -> None:
     """Run the reference cells whose data is present and judge each against its published figure."""
-    from rich.markup import escape
-    from rich.table import Table
-
     from .. import paths
     from ..console import RichProgress
     from ..references import load_references, shipped_references
@@ -125,10 +124,25 @@ def verify(
     with sigterm_unwinds(), RichProgress(enabled=not quiet) as progress:
         verdicts = verify_references(refs, data_dir=data_dir, store=results, cache_dir=cache_dir, device=device,
                                      progress=progress)
+    if wide:
+        _print_paper_vs_ours(verdicts)
+    else:
+        _print_verdicts(verdicts, references)
+    if any(v.status in ("fail", "error") for v in verdicts):
+        raise typer.Exit(1)
+
+
+VERDICT_COLOURS = {"ok": "green", "near": "yellow", "fail": "red", "error": "red", "skipped": "dim", "beside": "cyan"}
+
+
+def _print_verdicts(verdicts, references: Path) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(title=f"references ({references})", title_justify="left")
     for col in ("reference", "cell", "metric", "published", "ours", "tolerance", "verdict"):
         table.add_column(col)
-    colours = {"ok": "green", "near": "yellow", "fail": "red", "error": "red", "skipped": "dim", "beside": "cyan"}
+    colours = VERDICT_COLOURS
     bounds = {"within": "±", "at-least": "≥ −", "beside": "not judged, "}
     for v in verdicts:
         r = v.reference
@@ -138,8 +152,41 @@ def verify(
                       f"{bounds[r.check]}{r.tolerance:.4f}" if r.check != "beside" else "not judged",
                       f"[{colours[v.status]}]{v.status}[/]" + (f" ({escape(why)})" if why else ""))
     console().print(table)
-    if any(v.status in ("fail", "error") for v in verdicts):
-        raise typer.Exit(1)
+
+
+def _print_paper_vs_ours(verdicts) -> None:
+    """Each cell: the published figure, ours, and the verdict as a word (readable without colour);
+    why a row was skipped or not judged follows each table once."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..references import paper_vs_ours
+
+    for pivot in paper_vs_ours(verdicts):
+        table = Table(title=f"{pivot.dataset} · {pivot.task}: paper vs ours", title_justify="left")
+        table.add_column("published method")
+        table.add_column("ours")
+        for metric in pivot.metrics:
+            table.add_column(f"{metric}\npaper / ours", justify="right")
+        notes: dict[str, list[str]] = {}  # reason -> the rows it explains
+        for name, indexer, cells in pivot.rows:
+            shown = []
+            for metric in pivot.metrics:
+                v = cells.get(metric)
+                if v is None:
+                    shown.append("")
+                    continue
+                ours = "—" if v.ours is None else f"{v.ours:.4f}"
+                mark = "" if v.status == "skipped" else f" [{VERDICT_COLOURS[v.status]}]{v.status}[/]"
+                shown.append(f"{v.reference.value:.4f} / {ours}{mark}")
+            table.add_row(escape(name), escape(indexer), *shown)
+            why = next((v.reason or v.reference.note for v in cells.values() if v.reason or
+                        (v.status == "beside" and v.reference.note)), "")
+            if why:
+                notes.setdefault(why, []).append(indexer)
+        console().print(table)
+        for why, indexers in notes.items():
+            console().print(f"  [dim]{escape(', '.join(dict.fromkeys(indexers)))}: {escape(why)}[/]")
 
 
 @app.command(name="import")

@@ -15,6 +15,10 @@ Options (``--indexer sasrec:key=value``):
 
 * ``loss`` -- ``ce``: softmax cross-entropy over all items; ``bce``: the paper's binary loss with
   one sampled negative per position (uniform over items outside the user's window).
+* ``negatives`` -- 0 (default): each loss as above. N > 0: a batch shares N items drawn with
+  replacement by training count ** ``popularity_exponent`` (default 0.5), and each position is
+  scored against them and every other target of the batch (cornac's sampler and loss contract);
+  ``ce`` becomes a sampled softmax, ``bce`` a binary loss averaged over all those pairs.
 * ``hidden`` (embedding and model width), ``blocks``, ``heads``, ``max_len`` (history window),
   ``dropout``, ``lr``, ``batch_size``, ``weight_decay`` -- the paper's hyper-parameters.
 * ``max_epochs``, ``eval_every``, ``patience`` -- the early-stopping schedule.
@@ -57,6 +61,8 @@ class SASRecConfig:
     max_epochs: int = option(200, ge=1)
     eval_every: int = option(1, ge=1)
     patience: int = option(10, ge=1)
+    negatives: int = option(0, ge=0)
+    popularity_exponent: float = option(0.5, ge=0)
 
     def validate(self) -> None:
         """Rules across options (`check_options` runs it)."""

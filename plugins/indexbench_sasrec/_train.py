@@ -116,11 +116,37 @@ def negatives_for(inputs: torch.Tensor, targets: torch.Tensor, n_items: int, gen
     return negatives
 
 
+def popularity(examples: np.ndarray, n_items: int, exponent: float) -> torch.Tensor:
+    """Sampling weights of item indexes 1..n (column i is item i + 1): each item's count in the
+    training windows raised to ``exponent``; an item never seen in training is never drawn."""
+    counts = np.bincount(examples[examples > 0], minlength=n_items + 1)[1:].astype(np.float64)
+    weights = np.where(counts > 0, counts ** exponent, 0.0)
+    return torch.from_numpy(weights / weights.sum())
+
+
+def shared_loss(states: torch.Tensor, positives: torch.Tensor, shared: torch.Tensor, table: torch.Tensor,
+                loss: str) -> torch.Tensor:
+    """Each position scored against every target of the batch and the ``shared`` sampled items:
+    its own target is the positive, all other columns negatives (an item that is also this row's
+    target is not masked, as in cornac). ``ce``: softmax over the row; ``bce``: binary loss
+    averaged over every entry."""
+    candidates = torch.cat([positives, shared])
+    logits = (states @ table[candidates].T).float()
+    rows = torch.arange(len(positives), device=logits.device)
+    if loss == "ce":
+        return F.cross_entropy(logits, rows)
+    labels = torch.zeros_like(logits)
+    labels[rows, rows] = 1.0
+    return F.binary_cross_entropy_with_logits(logits, labels)
+
+
 def batch_loss(model: SASRecModel, inputs: torch.Tensor, targets: torch.Tensor, loss: str,
-               negatives: torch.Tensor | None) -> torch.Tensor:
+               negatives: torch.Tensor | None, shared: torch.Tensor | None = None) -> torch.Tensor:
     states = model(inputs)
     real = targets > 0
     states, positives = states[real], targets[real]
+    if shared is not None:
+        return shared_loss(states, positives, shared, model.items.weight, loss)
     if loss == "ce":  # softmax over the whole catalogue
         return F.cross_entropy(model.item_scores(states).float(), positives - 1)
     table = model.items.weight
@@ -142,6 +168,7 @@ def train(model: SASRecModel, config: Any, items: ItemIndex, sequences: Sequence
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.98),
                                  weight_decay=config.weight_decay)
     lengths = (targets_all > 0).sum(axis=1)
+    sampler = popularity(examples, len(items.ids), config.popularity_exponent) if config.negatives else None
     n_batches = math.ceil(len(examples) / config.batch_size)
     best = (-1.0, 0, None)  # (dev ndcg@10, epoch, weights)
     curve: list[dict[str, float]] = []
@@ -156,13 +183,15 @@ def train(model: SASRecModel, config: Any, items: ItemIndex, sequences: Sequence
                 width = trimmed(targets_all[rows]).shape[1]
                 inputs = torch.from_numpy(inputs_all[rows, -width:])
                 targets = torch.from_numpy(targets_all[rows, -width:])
-                negatives = (negatives_for(inputs, targets, len(items.ids), generator)
-                             if config.loss == "bce" else None)
+                negatives = shared = None
+                if sampler is not None:
+                    shared = (torch.multinomial(sampler, config.negatives, replacement=True, generator=generator)
+                              + 1).to(device)
+                elif config.loss == "bce":
+                    negatives = negatives_for(inputs, targets, len(items.ids), generator).to(device)
                 inputs, targets = inputs.to(device), targets.to(device)
-                if negatives is not None:
-                    negatives = negatives.to(device)
                 with autocast(device):
-                    loss = batch_loss(model, inputs, targets, config.loss, negatives)
+                    loss = batch_loss(model, inputs, targets, config.loss, negatives, shared)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
