@@ -194,3 +194,87 @@ def test_two_gloo_processes_run_lmindexers_schedule_as_one_process_does(tmp_path
                 assert two[key] == pytest.approx(one[key], rel=1e-4), (one["phase"], key)
     agree = sum(a == b for a, b in zip(single["ids"].values(), ranks[0]["ids"].values()))
     assert agree >= 0.9 * len(single["ids"])  # an argmax may flip on a last-bit difference
+
+
+def _train_sasrec(out: str, loss: str = "ce", negatives: int = 0) -> None:
+    """SASRec a few epochs on users walking an item cycle, without dropout; uneven lengths, so
+    the processes' rows hold different numbers of positions, and 33 users in batches of 8, so
+    each epoch's last batch has one row and the second process none. Two epochs: over more
+    steps a ReLU input at 0 can flip on float order and the runs part by more than rounding."""
+    import numpy as np
+    from indexbench_sasrec import SASRecConfig
+    from indexbench_sasrec._model import SASRecModel
+    from indexbench_sasrec._train import ItemIndex, train
+
+    from indexbench.protocols import SilentProgress
+
+    items = ItemIndex([str(i) for i in range(20)])
+    sequences = [[str((u * 3 + t) % 20) for t in range(3 + u % 5)] for u in range(33)]
+    config = SASRecConfig(hidden=16, dropout=0.0, lr=1e-2, batch_size=8, max_epochs=2, loss=loss, negatives=negatives)
+    torch.manual_seed(0)
+    model = SASRecModel(20, config.hidden, config.blocks, config.heads, config.max_len, config.dropout)
+    history = train(model, config, items, sequences, items.right_aligned([s[:-1] for s in sequences[:6]], 50),
+                    np.array([items.index[s[-1]] for s in sequences[:6]]), seed=0, device="cpu",
+                    progress=SilentProgress())
+    torch.save({"state": model.state_dict(), "losses": [p["loss"] for p in history["curve"]]}, out)
+
+
+def _train_sasrec_bce(out: str) -> None:
+    _train_sasrec(out, loss="bce")
+
+
+@pytest.mark.parametrize("train", [_train_sasrec, _train_sasrec_bce], ids=["ce", "bce"])
+def test_two_gloo_processes_train_sasrec_to_the_single_process_weights(tmp_path, train):
+    torch.set_num_threads(1)
+    train(str(tmp_path / "single.pt"))
+    torch.multiprocessing.spawn(_worker, args=(2, _free_port(), str(tmp_path), train, "sasrec"), nprocs=2, join=True)
+    single = torch.load(tmp_path / "single.pt")
+    for r in range(2):  # same negatives, each process's rows' share of the batch mean
+        ranks = torch.load(tmp_path / f"sasrec{r}.pt")
+        assert ranks["losses"] == pytest.approx(single["losses"], rel=1e-5)
+        for name, weight in single["state"].items():
+            other = ranks["state"][name]
+            if name.endswith("in_proj_bias"):
+                # Not the key bias (the middle third): softmax ignores it, its true gradient is 0,
+                # and Adam scales float noise of either summation order to full-size steps.
+                third = len(weight) // 3
+                weight, other = torch.cat([weight[:third], weight[2 * third:]]), torch.cat([other[:third], other[2 * third:]])
+            assert torch.allclose(other, weight, atol=1e-5, rtol=1e-4), name
+    assert single["losses"][1] < single["losses"][0]  # it trained: the comparison is not of untouched models
+
+
+@pytest.mark.parametrize(("loss", "negatives"), [("ce", 0), ("bce", 0), ("ce", 7), ("bce", 7)])
+def test_sasrec_shards_of_a_batch_add_up_to_its_loss_and_gradient(monkeypatch, loss, negatives):
+    """What two processes compute at the same weights: each one's rows' share, plus a stand-in
+    with no rows, sum to one process's batch loss and gradient (every loss, shared negatives
+    included: a position's own column is found among the whole batch's targets). Training runs
+    are compared above; with shared negatives float order parts them within a few steps, so the
+    contract is checked here, exactly, at fixed weights."""
+    import numpy as np
+    from indexbench_sasrec import SASRecConfig
+    from indexbench_sasrec import _train as sasrec_train
+    from indexbench_sasrec._model import SASRecModel
+
+    items = sasrec_train.ItemIndex([str(i) for i in range(20)])
+    windows = items.right_aligned([[str((u * 3 + t) % 20) for t in range(3 + u % 5)] for u in range(8)], 8)
+    inputs, targets = windows[:, :-1], windows[:, 1:]
+    config = SASRecConfig(hidden=16, loss=loss, negatives=negatives)
+    sampler = sasrec_train.popularity(windows, 20, 0.5) if negatives else None
+    torch.manual_seed(0)
+    model = SASRecModel(20, 16, 2, 1, 50, 0.0)
+
+    def part(rows, share):
+        monkeypatch.setattr(sasrec_train.distributed, "shard_indices", lambda size: rows)
+        monkeypatch.setattr(sasrec_train.distributed, "shard_share", lambda size: share)
+        batch = sasrec_train.make_batch(inputs, targets, config, 20, sampler, torch.Generator().manual_seed(1), "cpu")
+        model.zero_grad()
+        value = sasrec_train.batch_loss(model, batch, loss)
+        value.backward()
+        return float(value), torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+
+    whole, gradient = part(list(range(8)), 1.0)
+    parts = [part([0, 2, 4, 6], 0.5), part([1, 3, 5, 7], 0.5), part([0], 0.0)]
+    assert sum(value for value, _ in parts) == pytest.approx(whole, rel=1e-6)
+    assert torch.allclose(sum(g for _, g in parts), gradient, atol=1e-4, rtol=1e-5)
+    assert parts[2][0] == 0 and not parts[2][1].any()  # the stand-in adds nothing
+    assert np.isfinite(whole) and gradient.abs().max() > 0

@@ -29,7 +29,8 @@ but attended); a batch is cut to its longest real sequence (same result, less wo
 cross-entropy loss is the now-common variant (Klenitskiy & Vasilev, RecSys 2023), not the paper's.
 
 The trained weights are cached per problem, options and seed. On CUDA, training and scoring run
-under bf16 autocast.
+under bf16 autocast; under torchrun each process trains on its shard of every batch
+(`indexbench.distributed`), with one process's steps.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ and ranking the full catalogue from a history.
 Each user contributes one example per epoch: the last ``max_len + 1`` items of their training
 part, every position predicting the item after it (the authors' setting). A batch is cut to its
 longest real sequence, so short histories cost what they are, not ``max_len``.
+
+Under torchrun every process draws the same batches and negatives, computes its rows' share of
+the batch's mean loss, and the gradients are summed (`indexbench.distributed`): the same steps
+as one process takes, up to dropout masks and float order.
 """
 
 from __future__ import annotations
@@ -12,11 +16,14 @@ import copy
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from indexbench import distributed
 
 from ._model import SASRecModel
 
@@ -124,36 +131,75 @@ def popularity(examples: np.ndarray, n_items: int, exponent: float) -> torch.Ten
     return torch.from_numpy(weights / weights.sum())
 
 
-def shared_loss(states: torch.Tensor, positives: torch.Tensor, shared: torch.Tensor, table: torch.Tensor,
+def shared_loss(states: torch.Tensor, columns: torch.Tensor, candidates: torch.Tensor, table: torch.Tensor,
                 loss: str) -> torch.Tensor:
-    """Each position scored against every target of the batch and the ``shared`` sampled items:
-    its own target is the positive, all other columns negatives (an item that is also this row's
-    target is not masked, as in cornac). ``ce``: softmax over the row; ``bce``: binary loss
-    averaged over every entry."""
-    candidates = torch.cat([positives, shared])
+    """Each position scored against ``candidates`` (every target of the batch, then the shared
+    sampled items); its own target (column ``columns[i]``) is the positive, every other column
+    a negative (an item that is also this row's target is not masked, as in cornac). Summed over
+    positions -- ``ce``: softmax over the row; ``bce``: binary loss over every entry (the caller
+    divides by the entries of the whole batch, giving cornac's mean)."""
     logits = (states @ table[candidates].T).float()
-    rows = torch.arange(len(positives), device=logits.device)
     if loss == "ce":
-        return F.cross_entropy(logits, rows)
+        return F.cross_entropy(logits, columns, reduction="sum")
     labels = torch.zeros_like(logits)
-    labels[rows, rows] = 1.0
-    return F.binary_cross_entropy_with_logits(logits, labels)
+    labels[torch.arange(len(columns), device=logits.device), columns] = 1.0
+    return F.binary_cross_entropy_with_logits(logits, labels, reduction="sum")
 
 
-def batch_loss(model: SASRecModel, inputs: torch.Tensor, targets: torch.Tensor, loss: str,
-               negatives: torch.Tensor | None, shared: torch.Tensor | None = None) -> torch.Tensor:
-    states = model(inputs)
+@dataclass
+class Batch:
+    """One step's examples as this process computes them: its rows of the batch (all of them
+    outside torchrun), with what the loss needs of the whole batch."""
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    negatives: torch.Tensor | None  # one per position (the paper's bce)
+    columns: torch.Tensor | None  # shared negatives: each of this process's positions' own column
+    candidates: torch.Tensor | None  # shared negatives: every target of the batch, then the sampled
+    scale: float  # 1 / the whole batch's positions (shared bce: position x candidate pairs); 0 for a stand-in
+
+
+def batch_loss(model: SASRecModel, batch: Batch, loss: str) -> torch.Tensor:
+    """This process's part of the batch's mean loss: summed here, divided by the whole batch's
+    count, so the parts' gradients add up to one process's."""
+    states = model(batch.inputs)
+    real = batch.targets > 0
+    states, positives = states[real], batch.targets[real]
+    if batch.candidates is not None:
+        total = shared_loss(states, batch.columns, batch.candidates, model.items.weight, loss)
+    elif loss == "ce":  # softmax over the whole catalogue
+        total = F.cross_entropy(model.item_scores(states).float(), positives - 1, reduction="sum")
+    else:
+        table = model.items.weight
+        positive = (states * table[positives]).sum(-1).float()
+        negative = (states * table[batch.negatives[real]]).sum(-1).float()
+        total = (F.binary_cross_entropy_with_logits(positive, torch.ones_like(positive), reduction="sum")
+                 + F.binary_cross_entropy_with_logits(negative, torch.zeros_like(negative), reduction="sum"))
+    return total * batch.scale
+
+
+def make_batch(inputs: np.ndarray, targets: np.ndarray, config: Any, n_items: int, sampler: torch.Tensor | None,
+               generator: torch.Generator, device: str) -> Batch:
+    """Draw the batch's negatives (every process draws the same: same generator, same batch),
+    then keep this process's rows."""
+    mine = distributed.shard_indices(len(inputs))
     real = targets > 0
-    states, positives = states[real], targets[real]
-    if shared is not None:
-        return shared_loss(states, positives, shared, model.items.weight, loss)
-    if loss == "ce":  # softmax over the whole catalogue
-        return F.cross_entropy(model.item_scores(states).float(), positives - 1)
-    table = model.items.weight
-    positive = (states * table[positives]).sum(-1).float()
-    negative = (states * table[negatives[real]]).sum(-1).float()
-    return (F.binary_cross_entropy_with_logits(positive, torch.ones_like(positive))
-            + F.binary_cross_entropy_with_logits(negative, torch.zeros_like(negative)))
+    n_positions = int(real.sum())
+    negatives = columns = candidates = None
+    denominator = float(n_positions)
+    if sampler is not None:
+        shared = torch.multinomial(sampler, config.negatives, replacement=True, generator=generator) + 1
+        candidates = torch.cat([torch.from_numpy(targets[real]), shared]).to(device)
+        order = np.full(targets.shape, -1)
+        order[real] = np.arange(n_positions)
+        columns = torch.from_numpy(order[mine][order[mine] >= 0]).to(device)
+        if config.loss == "bce":
+            denominator *= len(candidates)
+    elif config.loss == "bce":
+        negatives = negatives_for(torch.from_numpy(inputs), torch.from_numpy(targets), n_items, generator)
+        negatives = negatives[mine].to(device)
+    stand_in = distributed.shard_share(len(inputs)) == 0  # a batch smaller than the world: no rows here
+    return Batch(torch.from_numpy(inputs[mine]).to(device), torch.from_numpy(targets[mine]).to(device),
+                 negatives, columns, candidates, 0.0 if stand_in else 1.0 / max(denominator, 1.0))
 
 
 def train(model: SASRecModel, config: Any, items: ItemIndex, sequences: Sequence[Sequence[str]],
@@ -165,7 +211,8 @@ def train(model: SASRecModel, config: Any, items: ItemIndex, sequences: Sequence
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)  # dropout
     generator = torch.Generator().manual_seed(seed)  # negatives
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.98),
+    params = list(model.parameters())
+    optimizer = torch.optim.Adam(params, lr=config.lr, betas=(0.9, 0.98),
                                  weight_decay=config.weight_decay)
     lengths = (targets_all > 0).sum(axis=1)
     sampler = popularity(examples, len(items.ids), config.popularity_exponent) if config.negatives else None
@@ -181,21 +228,15 @@ def train(model: SASRecModel, config: Any, items: ItemIndex, sequences: Sequence
             total = 0.0
             for rows in length_batches(lengths, config.batch_size, rng):
                 width = trimmed(targets_all[rows]).shape[1]
-                inputs = torch.from_numpy(inputs_all[rows, -width:])
-                targets = torch.from_numpy(targets_all[rows, -width:])
-                negatives = shared = None
-                if sampler is not None:
-                    shared = (torch.multinomial(sampler, config.negatives, replacement=True, generator=generator)
-                              + 1).to(device)
-                elif config.loss == "bce":
-                    negatives = negatives_for(inputs, targets, len(items.ids), generator).to(device)
-                inputs, targets = inputs.to(device), targets.to(device)
+                batch = make_batch(inputs_all[rows, -width:], targets_all[rows, -width:], config, len(items.ids),
+                                   sampler, generator, device)
                 with autocast(device):
-                    loss = batch_loss(model, inputs, targets, config.loss, negatives, shared)
+                    loss = batch_loss(model, batch, config.loss)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                distributed.all_reduce_gradients(params)  # a no-op outside torchrun
                 optimizer.step()
-                total += float(loss.detach())
+                total += distributed.all_reduce_sum(float(loss.detach()), device)
             point = {"epoch": epoch, "loss": total / max(n_batches, 1), "seconds": time.perf_counter() - started}
             if epoch % config.eval_every == 0 or epoch == config.max_epochs:
                 point["dev_ndcg@10"] = dev_ndcg10(model, dev_histories, dev_targets, device)
