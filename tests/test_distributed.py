@@ -270,7 +270,7 @@ def test_sasrec_shards_of_a_batch_add_up_to_its_loss_and_gradient(monkeypatch, l
         model.zero_grad()
         value = sasrec_train.batch_loss(model, batch, loss)
         value.backward()
-        return float(value), torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+        return float(value.detach()), torch.cat([p.grad.reshape(-1) for p in model.parameters()])
 
     whole, gradient = part(list(range(8)), 1.0)
     parts = [part([0, 2, 4, 6], 0.5), part([1, 3, 5, 7], 0.5), part([0], 0.0)]
