@@ -121,3 +121,20 @@ def test_sasrec_refuses_options_that_cannot_work():
 
     with pytest.raises(ConfigError, match="loss"):
         IndexerSpec.parse("sasrec:loss=hinge").build_config(entry)
+
+
+def test_sasrec_ranks_items_absent_from_training_last(tmp_path):
+    # Four catalogue items occur in no sequence: with a binary loss over sampled negatives their
+    # embeddings never move, and their initial scores would outrank the trained items.
+    base = chain_dataset(n_users=60)
+    extra = [Document(f"x{i}", f"extra {i}", title=f"extra {i}") for i in range(4)]
+    dataset = Dataset("chain+", Corpus([*base.corpus, *extra]), interactions=base.interactions)
+    problem, _ = RecommendationTask().split(dataset)
+    entry = get_registry().indexer("sasrec")
+    indexer = entry.factory(entry.config_class(hidden=16, max_epochs=5, lr=5e-3, loss="bce", negatives=8))
+    retriever = indexer.build_retriever(problem, RunContext(seed=0, cache=ArtifactCache(tmp_path / "cache")))
+    rankings = retriever.search_histories([["3", "4", "5"], ["10"]], k=34)
+    for ranking in rankings:
+        assert len(ranking) == 34
+        assert {doc for doc, _ in ranking[-4:]} == {"x0", "x1", "x2", "x3"}
+        assert all(score > ranking[-1][1] for _, score in ranking[:30])

@@ -9,7 +9,10 @@ training part of the sequence (every item before the dev target), each position 
 next item; Adam; dev NDCG@10 (the dev target, full ranking) after every ``eval_every`` epochs,
 stopping after ``patience`` evaluations without a better one and keeping the best weights. At
 test every item of the catalogue is scored; already-bought items are not removed (the task's
-protocol).
+protocol); items that occur in no training window are ranked last (their embeddings are
+untrained: with sampled negatives they keep their random initial scores, which outrank every
+trained item once a binary loss has pushed those down; on Beauty 33 items occur only as dev or
+test targets).
 
 Options (``--indexer sasrec:key=value``):
 
@@ -72,10 +75,11 @@ class SASRecConfig:
 
 
 class SASRecRetriever:
-    def __init__(self, model, items, device: str):
+    def __init__(self, model, items, device: str, untrained=None):
         self._model = model
         self._items = items
         self._device = device
+        self._untrained = untrained
 
     def search_histories(self, histories: Sequence[Sequence[str]], k: int) -> list[list[tuple[str, float]]]:
         from ._train import top_k
@@ -83,7 +87,7 @@ class SASRecRetriever:
         if not histories:
             return []
         aligned = self._items.right_aligned(histories, self._model.max_len)
-        indexes, scores = top_k(self._model, aligned, k, self._device)
+        indexes, scores = top_k(self._model, aligned, k, self._device, self._untrained)
         return [[(self._items.ids[i - 1], float(s)) for i, s in zip(row, values)]
                 for row, values in zip(indexes, scores)]
 
@@ -106,7 +110,7 @@ class SASRec:
         import torch
 
         from ._model import SASRecModel
-        from ._train import ItemIndex, train
+        from ._train import ItemIndex, train, training_windows, untrained_items
 
         if not problem.sequences:
             raise ConfigError(f"sasrec needs users' item sequences; {problem.task} has none")
@@ -138,7 +142,9 @@ class SASRec:
         history = ctx.cache.get_or_create("sasrec", key, create, load)
         self.details = {"training": {k: v for k, v in history.items() if k != "curve"},
                         "dev_curve": history["curve"]}
-        return SASRecRetriever(model, items, device)
+        untrained = untrained_items(training_windows(items, list(problem.sequences.values()), cfg.max_len),
+                                    len(items.ids))
+        return SASRecRetriever(model, items, device, untrained)
 
 
 @hookimpl

@@ -47,6 +47,19 @@ class ItemIndex:
         return out
 
 
+def training_windows(items: ItemIndex, sequences: Sequence[Sequence[str]], max_len: int) -> np.ndarray:
+    """One example per user with at least two training items: the last ``max_len + 1`` of them."""
+    return items.right_aligned([s for s in sequences if len(s) >= 2], max_len + 1)
+
+
+def untrained_items(examples: np.ndarray, n_items: int) -> torch.Tensor:
+    """Which item columns (item index - 1) occur in no training window. Such an item's embedding
+    gets no gradient from a sampled loss (it is never a target, an input or a drawn negative),
+    so its score is its random initialisation -- above every trained item's once a binary loss
+    has pushed those down. Ranking ranks these items last, whatever the loss."""
+    return torch.from_numpy(np.bincount(examples[examples > 0], minlength=n_items + 1)[1:] == 0)
+
+
 def trimmed(batch: np.ndarray) -> np.ndarray:
     """Drop the leading columns that are padding in every row (at least one column stays)."""
     used = np.flatnonzero(batch.any(axis=0))
@@ -85,12 +98,17 @@ def last_states(model: SASRecModel, histories: np.ndarray, device: str) -> torch
 
 
 @torch.inference_mode()
-def top_k(model: SASRecModel, histories: np.ndarray, k: int, device: str) -> tuple[np.ndarray, np.ndarray]:
-    """(item indexes 1..n, scores) of the ``k`` best items per history, best first."""
+def top_k(model: SASRecModel, histories: np.ndarray, k: int, device: str,
+          untrained: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(item indexes 1..n, scores) of the ``k`` best items per history, best first; the
+    ``untrained`` columns (see `untrained_items`) score the lowest float32 (a finite score, so a
+    ranking longer than the trained items still serialises)."""
     states = last_states(model, histories, device)
     columns, values = [], []
     for lo in range(0, len(states), EVAL_BATCH):
         scores = model.item_scores(states[lo:lo + EVAL_BATCH]).float()
+        if untrained is not None:
+            scores[:, untrained.to(scores.device)] = torch.finfo(torch.float32).min
         top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
         values.append(top.values.cpu().numpy())
         columns.append(top.indices.cpu().numpy() + 1)
@@ -99,11 +117,12 @@ def top_k(model: SASRecModel, histories: np.ndarray, k: int, device: str) -> tup
     return np.concatenate(columns), np.concatenate(values)
 
 
-def dev_ndcg10(model: SASRecModel, histories: np.ndarray, targets: np.ndarray, device: str) -> float:
+def dev_ndcg10(model: SASRecModel, histories: np.ndarray, targets: np.ndarray, device: str,
+               untrained: torch.Tensor | None = None) -> float:
     """Mean NDCG@10 of one relevant item per history (1 / log2(rank + 2) in the top 10, else 0)."""
     if not len(targets):
         return 0.0
-    ranked, _ = top_k(model, histories, 10, device)
+    ranked, _ = top_k(model, histories, 10, device, untrained)
     hit = ranked == targets[:, None]
     ranks = np.argmax(hit, axis=1)
     gains = np.where(hit.any(axis=1), 1.0 / np.log2(ranks + 2), 0.0)
@@ -206,7 +225,8 @@ def train(model: SASRecModel, config: Any, items: ItemIndex, sequences: Sequence
           dev_histories: np.ndarray, dev_targets: np.ndarray, *, seed: int, device: str,
           progress) -> dict[str, Any]:
     """Train in place; leave the model at its best dev NDCG@10 and return the training history."""
-    examples = items.right_aligned([s for s in sequences if len(s) >= 2], config.max_len + 1)
+    examples = training_windows(items, sequences, config.max_len)
+    untrained = untrained_items(examples, len(items.ids))
     inputs_all, targets_all = examples[:, :-1], examples[:, 1:]
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)  # dropout
@@ -239,7 +259,7 @@ def train(model: SASRecModel, config: Any, items: ItemIndex, sequences: Sequence
                 total += distributed.all_reduce_sum(float(loss.detach()), device)
             point = {"epoch": epoch, "loss": total / max(n_batches, 1), "seconds": time.perf_counter() - started}
             if epoch % config.eval_every == 0 or epoch == config.max_epochs:
-                point["dev_ndcg@10"] = dev_ndcg10(model, dev_histories, dev_targets, device)
+                point["dev_ndcg@10"] = dev_ndcg10(model, dev_histories, dev_targets, device, untrained)
                 if point["dev_ndcg@10"] > best[0]:
                     best = (point["dev_ndcg@10"], epoch, copy.deepcopy(model.state_dict()))
             curve.append(point)
