@@ -13,7 +13,7 @@ task does, so the rows can be read beside the trained indexers':
 * the clustering: codebook@1's (centred, normalised, spherical) or hc's (Euclidean on the raw
   embeddings; the 256-token MiniLM row of it is hc's first level).
 
-    python benchmarks/lmindexer_inputs.py [DATA] [DATASET]      (amazon-scientific by default)
+    python benchmarks/lmindexer_inputs.py [DATA] [DATASET]      (amazon-scientific by default; any registered dataset)
 
 Writes a Markdown table to stdout. Nothing is cached or stored.
 """
@@ -58,16 +58,16 @@ def hc_clustering(features: np.ndarray, k: int) -> np.ndarray:
 
 
 def main() -> None:
-    from indexbench.datasets.amazon import load_lcrec
+    from indexbench.datasets import load_dataset
     from indexbench.encoders import load_minilm
     from indexbench.generative.backbones import load_backbone
     from indexbench.generative.id_init import decoder_features
     from indexbench.id_indexers import default_id_shape
+    from indexbench.registry import get_registry
 
     data = Path(sys.argv[1] if len(sys.argv) > 1 else ROOT.parent / "shared" / "data")
     name = sys.argv[2] if len(sys.argv) > 2 else "amazon-scientific"
-    prefix = {"amazon-scientific": "Scientific", "amazon-industrial": "Industrial"}[name]
-    corpus = load_lcrec(data / name, name=name, prefix=prefix).corpus
+    corpus = load_dataset(get_registry().dataset(name), data).corpus  # any registered dataset with categories
     docs = list(corpus)
     t, k = default_id_shape(len(docs))
     backbone = load_backbone("minilm-encdec", seed=0)
