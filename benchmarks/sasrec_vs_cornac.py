@@ -161,8 +161,9 @@ def run_cornac(data: Path, epochs: int, seed: int, val_every: int, users: int | 
     model.fit(evaluation.train_set, evaluation.val_set)
     train_s = time.perf_counter() - fit_started[0] - sum(point["eval_s"] for point in curve)
     wall = time.perf_counter() - started
-    best = max(range(len(curve)), key=lambda i: curve[i]["dev_ndcg@10"])
-    common = {"train_s": train_s, "wall_s": wall, "epochs": f"{val_every * (best + 1)} of {epochs}",
+    best = max(range(len(curve)), key=lambda i: curve[i]["dev_ndcg@10"], default=None)  # None: never evaluated
+    chosen = "last" if best is None else val_every * (best + 1)
+    common = {"train_s": train_s, "wall_s": wall, "epochs": f"{chosen} of {epochs}",
               "curve": [(val_every * (i + 1), p["dev_ndcg@10"], p["train_s"]) for i, p in enumerate(curve)]}
     histories, targets = [s[:-1] for s in sequences], [s[-1] for s in sequences]
     ranked_last = cornac_metrics(model, histories, targets, untrained)

@@ -52,12 +52,17 @@ def training_windows(items: ItemIndex, sequences: Sequence[Sequence[str]], max_l
     return items.right_aligned([s for s in sequences if len(s) >= 2], max_len + 1)
 
 
+def training_counts(examples: np.ndarray, n_items: int) -> np.ndarray:
+    """How often each item (column i is item index i + 1) occurs in the training windows."""
+    return np.bincount(examples[examples > 0], minlength=n_items + 1)[1:]
+
+
 def untrained_items(examples: np.ndarray, n_items: int) -> torch.Tensor:
     """Which item columns (item index - 1) occur in no training window. Such an item's embedding
     gets no gradient from a sampled loss (it is never a target, an input or a drawn negative),
     so its score is its random initialisation -- above every trained item's once a binary loss
     has pushed those down. Ranking ranks these items last, whatever the loss."""
-    return torch.from_numpy(np.bincount(examples[examples > 0], minlength=n_items + 1)[1:] == 0)
+    return torch.from_numpy(training_counts(examples, n_items) == 0)
 
 
 def trimmed(batch: np.ndarray) -> np.ndarray:
@@ -145,7 +150,7 @@ def negatives_for(inputs: torch.Tensor, targets: torch.Tensor, n_items: int, gen
 def popularity(examples: np.ndarray, n_items: int, exponent: float) -> torch.Tensor:
     """Sampling weights of item indexes 1..n (column i is item i + 1): each item's count in the
     training windows raised to ``exponent``; an item never seen in training is never drawn."""
-    counts = np.bincount(examples[examples > 0], minlength=n_items + 1)[1:].astype(np.float64)
+    counts = training_counts(examples, n_items).astype(np.float64)
     weights = np.where(counts > 0, counts ** exponent, 0.0)
     return torch.from_numpy(weights / weights.sum())
 
