@@ -95,6 +95,10 @@ def test_ids_copied_from_categories_score_ami_one():
         "id_length": 3, "codebook_sizes": [10, 10, 4], "n_documents": 10,
         "n_documents_l2": 8, "n_documents_l3": 7, "n_documents_path": 9,
         "indexer": {},  # what the indexer reports in its `details` (this one reports nothing)
+        # Documents per used code, largest first, per position (a report's rank-frequency plot).
+        "code_usage": [[4, 4, 2], [3, 2, 2, 2, 1], [6, 4]],
+        # Level-2 category -> first code -> documents (the paper's Fig. 3); r1/n1 have no level 2.
+        "first_code_categories": {"Sci > Lab": {"0": 4}, "Sci > Tools": {"3": 4}},
     }
 
 

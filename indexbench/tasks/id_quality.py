@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,6 +53,22 @@ def _fit_metrics(indexer: Any) -> dict[str, float]:
             raise ValueError(f"{_label(indexer)}.fit_metrics[{name!r}] is {value!r}, not a finite number")
         out[f"{FIT_METRIC_PREFIX}{name}"] = float(value)
     return out
+
+
+def code_usage(ids: SemanticIds) -> list[list[int]]:
+    """Per position, how many documents each used code has, largest first: the rank-frequency
+    curve behind ``perplexity@t`` and ``utilization@t`` (a report draws it)."""
+    return [sorted(Counter(code[t] for code in ids.ids.values()).values(), reverse=True)
+            for t in range(ids.length)]
+
+
+def first_code_categories(ids: SemanticIds, categories: Mapping[str, tuple[str, ...]]) -> dict[str, dict[str, int]]:
+    """Level-2 category (its path joined by " > ") -> {first code: documents}: how the
+    categories spread over the first ID position (the paper's Fig. 3)."""
+    table: dict[str, Counter] = {}
+    for doc_id, path in categories.items():
+        table.setdefault(" > ".join(path), Counter())[str(ids.ids[doc_id][0])] += 1
+    return {category: dict(counts) for category, counts in sorted(table.items())}
 
 
 class IdQualityTask:
@@ -122,6 +139,8 @@ class IdQualityTask:
             details={
                 "id_length": id_length,
                 "codebook_sizes": list(ids.codebook_sizes),
+                "code_usage": code_usage(ids),
+                "first_code_categories": first_code_categories(ids, truths["l2"]),
                 "n_documents": len(corpus),
                 **{f"n_documents_{key}": len(truth) for key, truth in truths.items()},
                 # Whatever the indexer chose to report about its IDs (timings, collisions, ...).
@@ -133,4 +152,4 @@ class IdQualityTask:
 id_quality_task = IdQualityTask()
 """The instance the core registers."""
 
-__all__ = ["LEVELS", "IdQualityTask", "id_quality_task"]
+__all__ = ["LEVELS", "IdQualityTask", "code_usage", "first_code_categories", "id_quality_task"]

@@ -134,6 +134,8 @@ class RankingTask:
                 "n_dev_queries": len(problem.dev),
                 "n_test_queries": len(test),
                 "cutoff": self.cutoff,
+                # The probe's single-query latencies, in query order (a report draws their spread).
+                "latencies_ms": [round(s * 1000, 3) for s in latencies],
                 # Whatever the indexer chose to report about its build (training losses, ...).
                 "indexer": getattr(indexer, "details", {}),
             },
