@@ -32,11 +32,15 @@ class Table:
 
     @property
     def data_notes(self) -> list[str]:
-        """Which known split the records' data is, or how it differs (one line per distinct
-        answer: a store may hold records of two copies under one name)."""
-        notes = [r.details.get("dataset_identity", {}).get("summary", "") for r in self.raw
-                 if isinstance(r.details, dict) and isinstance(r.details.get("dataset_identity"), dict)]
-        return [f"{self.dataset} {note}" for note in dict.fromkeys(n for n in notes if n)]
+        return [f"{self.dataset} {note}" for note in data_notes(self.raw)]
+
+
+def data_notes(records: Sequence[RunRecord]) -> list[str]:
+    """Which known split the records' data is, or how it differs (one line per distinct answer:
+    a store may hold records of two copies under one name)."""
+    notes = [r.details.get("dataset_identity", {}).get("summary", "") for r in records
+             if isinstance(r.details, dict) and isinstance(r.details.get("dataset_identity"), dict)]
+    return list(dict.fromkeys(n for n in notes if n))
 
 
 def build_tables(records: Sequence[RunRecord], headline: dict[str, Sequence[str]] | None = None) -> list[Table]:

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..checks import lower_is_better
 from ..errors import IndexbenchError
+from ..leaderboard import data_notes
 from ..store import RunRecord
 from . import model
 from .model import ALPHA, Board, Entry
@@ -94,7 +95,7 @@ def _write(records, folder: Path, *, source, references, reference_indexer, head
         sections = _sections(board, folder, reference_indexer)
         page = env.get_template("board.html.j2").render(
             board=board, sections=sections, provenance=model.provenance(board), alpha=ALPHA,
-            data_notes=_data_notes(board), lower_better=[m for m in board.metrics if lower_is_better(m)], **common)
+            data_notes=data_notes(board.records), lower_better=[m for m in board.metrics if lower_is_better(m)], **common)
         (folder / f"{board.slug}.html").write_text(page, encoding="utf-8")
     index = folder / "index.html"
     index.write_text(env.get_template("index.html.j2").render(
@@ -110,12 +111,6 @@ def _breakable(name: str):
     return Markup(":<wbr>").join(escape(part) for part in str(name).split(":"))
 
 
-def _data_notes(board: Board) -> list[str]:
-    notes = [r.details.get("dataset_identity", {}).get("summary", "") for r in board.records
-             if isinstance(r.details, dict) and isinstance(r.details.get("dataset_identity"), dict)]
-    return list(dict.fromkeys(n for n in notes if n))
-
-
 def _sections(board: Board, folder: Path, reference_indexer: str | None) -> list[Section]:
     from . import figures
 
@@ -127,9 +122,8 @@ def _sections(board: Board, folder: Path, reference_indexer: str | None) -> list
     if usage:
         path = figures.code_usage(usage, folder / "figures" / f"{board.slug}--code-usage.png")
         sections.append(Section("code-usage", "Code usage per position", (
-            "Documents per code, codes ranked by use, at each ID position (seed "
-            f"{min(e.seeds[0] for e in board.entries)} of each indexer). Utilisation, perplexity and collision "
-            "rate are in the leaderboard."),
+            "Documents per code, codes ranked by use, at each ID position (each indexer's lowest seed). "
+            "Utilisation, perplexity and collision rate are in the leaderboard."),
             [Figure(f"figures/{path.name}", "Rank-frequency of codes per position for " + ", ".join(usage),
                     "Codes per position, log-log: flat means balanced, a cliff means few codes carry the corpus.")]))
 

@@ -1,6 +1,6 @@
 """What a report shows, computed from run records without drawing anything: leaderboards with
 seed spread and significance against the best, provenance, training curves, and published vs
-ours from the stored cells. The figures (`figures`) and pages (`pages`) only render these.
+ours from the stored cells. The figures (`figures`) and the page templates only render these.
 """
 
 from __future__ import annotations
