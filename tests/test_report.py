@@ -143,6 +143,7 @@ def _check_site(folder: Path) -> dict[str, _Links]:
 
 def test_report_site_numbers_figures_links_and_reasons(tmp_path):
     records = grid_records() + [id_record("idx-a"), id_record("idx-b")]
+    records[0].details["dataset_identity"] = {"summary": "is not a registered split (24 users)"}
     index = write_report(records, tmp_path / "site", source="test")
     site = index.parent
     assert (site / MARKER).is_file() and index.name == "index.html"
@@ -156,6 +157,7 @@ def test_report_site_numbers_figures_links_and_reasons(tmp_path):
             assert (metric, repr(e.mean[metric])) in shown or (metric, str(e.mean[metric])) in shown
     assert "<th>fit s</th>" in html and "<th>p50 ms</th>" in html and "<td>3.5</td>" in html  # times, cell s
     assert "gone needs &lt;histories&gt; the task lacks" in html  # reasons shown, and escaped
+    assert "data: tiny is not a registered split (24 users)" in html  # the identity line names its dataset
     assert "ValueError: bad shape" in html and "abc123def456"[:12] in html and "cpu_isa=avx2" in html
     for section in ("per-query", "latency", "curves"):
         assert f'id="{section}"' in html
