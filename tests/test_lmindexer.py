@@ -423,6 +423,26 @@ def test_schedule_runs_end_to_end_on_the_tiny_backbone_and_is_deterministic():
     assert b.assign_ids(corpus, RunContext(seed=3)).ids == ids.ids
 
 
+def test_category_ami_of_every_codebook_fit_and_assignment_is_reported_and_never_read():
+    """With category paths the phases report the level-2 AMI of each k-means fit and of each
+    position's assigned codes (a diagnostic for controlled runs); the IDs are those of the same
+    texts without categories."""
+    from indexbench.metrics import ami
+
+    plain = small_corpus()
+    labelled = Corpus(Document(id=d.id, text=d.text, categories=("Root", "even" if i % 2 else "odd", "x"))
+                      for i, d in enumerate(plain))
+    with_categories, without = make(), make()
+    ids = with_categories.assign_ids(labelled, RunContext(seed=3))
+    assert ids.ids == without.assign_ids(plain, RunContext(seed=3)).ids
+    phases = {p["phase"]: p for p in with_categories.details["phases"]}
+    assert {"kmeans_category_ami"} <= set(phases["codebook@1"]) and "category_ami" in phases["train@2"]
+    truth = [d.categories[:2] for d in labelled]
+    first = [ids.ids[d.id][:1] for d in labelled]
+    assert phases["train@1"]["category_ami"] == pytest.approx(ami(truth, first))
+    assert all("category_ami" not in p and "kmeans_category_ami" not in p for p in without.details["phases"])
+
+
 def test_fit_metrics_are_the_reconstructors_final_diagnostics_and_the_warmup_raises_them():
     corpus = small_corpus()
     warmed = make(reconstructor_warmup_steps=150, diagnostics_documents=30)

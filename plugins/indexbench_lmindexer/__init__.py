@@ -47,8 +47,10 @@ Where this differs from the paper's T5-base setup, and why:
 * Objective and schedule: the paper's -- Eq. 13's encoder warm-up runs (one epoch a position on
   the CPU schedule) and nothing pulls the codes towards their k-means start. Measured against a
   ``code_anchor`` cross-entropy to the k-means codes (still an option, ``code_anchor=W``), the
-  paper's objective scores as well or slightly higher in AMI; without the encoder warm-up,
-  unanchored training collapses onto few codes (benchmarks/LOG.md, "LMIndexer fidelity").
+  paper's objective scores as well or slightly higher in AMI on amazon-scientific, 0.014 lower
+  on Beauty; without the encoder warm-up, unanchored training collapses onto few codes on both
+  (benchmarks/LOG.md, "LMIndexer fidelity" and "Beauty: where LMIndexer's first position loses
+  its categories").
 * Codebook initialisation: k-means runs on the centred, normalised h^t (from t = 2 on, centred
   within each prefix group) and the centroids become rows of one norm fitted on held-out
   documents (`set_code_rows`): the raw features' dot products are in the hundreds, which
@@ -255,8 +257,10 @@ class LMIndexer:
 
             backbone = self._backbone(ctx, t, k)
             tokens = backbone.text.tokenize(corpus.texts, max_length=self.config.index_max_length)
+            labels = [d.categories[:2] if len(d.categories) >= 2 else None for d in corpus]
             training = SelfSupervisedTraining(backbone, tokens, self.config, t - 1, ctx, checkpoints,
-                                              first_codebook_input=self._first_codebook_input(corpus, ctx))
+                                              first_codebook_input=self._first_codebook_input(corpus, ctx),
+                                              category_labels=labels if any(labels) else None)
             state = training.run()
             torch.save(backbone.state_dict(), directory / "model.pt")
             np.save(directory / "codes.npy", state.codes)

@@ -165,8 +165,13 @@ class SelfSupervisedTraining:
     """Runs the phases on one backbone (ID tokens added) over one tokenised corpus."""
 
     def __init__(self, backbone, doc_tokens: Sequence[list[int]], config: Any, levels: int, ctx: Any,
-                 checkpoint_dir: Path | None = None, first_codebook_input: np.ndarray | None = None):
+                 checkpoint_dir: Path | None = None, first_codebook_input: np.ndarray | None = None,
+                 category_labels: Sequence[Any] | None = None):
         self.backbone = backbone
+        # Each document's level-2 category (None where its path is shorter), for a diagnostic
+        # only: the AMI of every codebook fit and every assignment, so a controlled run can see
+        # which phase gains or loses categories. Training never reads them.
+        self.category_labels = category_labels
         # When given (the ``first_codebook=ENCODER`` oracle), codebook@1 clusters these document
         # embeddings instead of the model's own h^1: the two-stage indexers' input.
         self.first_codebook_input = first_codebook_input
@@ -478,11 +483,25 @@ class SelfSupervisedTraining:
         unit = torch.nn.functional.normalize(clustered, dim=1).numpy()
         _, assignment = kmeans(unit, self.codebook_size, seed=self.ctx.seed, spherical=True)
         self.state.anchor = np.asarray(assignment, dtype=np.int64)
-        report = set_code_rows(self.backbone, t, centred if t > 0 else features, assignment, seed=self.ctx.seed,
+        report = self._category_ami(t, self.state.anchor, "kmeans_category_ami")
+        report |= set_code_rows(self.backbone, t, centred if t > 0 else features, assignment, seed=self.ctx.seed,
                                require_signal=False, centre=True)
         with torch.no_grad():  # what the indexer now picks (the IDs the warm-up reads)
             self.state.picks = self.backbone.feature_logits(features, t).argmax(dim=-1).cpu().numpy()
         return {"kmeans_clusters": int(len(np.unique(assignment))), **report}
+
+    def _category_ami(self, t: int, codes: np.ndarray, name: str) -> dict[str, float]:
+        """{name: AMI between the level-2 categories and the t+1-prefixes these codes complete},
+        over the documents that have one; {} without categories."""
+        from indexbench.metrics import ami
+
+        if self.category_labels is None:
+            return {}
+        rows = [i for i, label in enumerate(self.category_labels) if label is not None]
+        if len(rows) < 2:
+            return {}
+        prefixes = [(*self.state.codes[i, :t].tolist(), int(codes[i])) for i in rows]
+        return {name: ami([self.category_labels[i] for i in rows], prefixes)}
 
     def _assign(self, t: int) -> dict[str, Any]:
         """c^t ← argmax P_s for every document; and how well the model still predicts the
@@ -500,6 +519,7 @@ class SelfSupervisedTraining:
             report[f"previous_agreement@{j + 1}"] = float(np.mean(earlier == self.state.codes[:, j]))
         if self.state.anchor is not None:  # how many documents kept their k-means code
             report["anchor_agreement"] = float(np.mean(picks == self.state.anchor))
+        report.update(self._category_ami(t, picks, "category_ami"))
         self.state.codes = np.concatenate([self.state.codes, picks[:, None]], axis=1)
         self.state.anchor = self.state.picks = None
         report.update(_position_usage(self.state.codes, self.codebook_size, t))
