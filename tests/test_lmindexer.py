@@ -368,6 +368,9 @@ def test_bad_options_are_config_errors():
         make(reconstructor_init="pretrained")
     with pytest.raises(ConfigError, match="code_anchor"):
         make(code_anchor=-1)
+    with pytest.raises(ConfigError, match="encoder_warmup_steps=-1"):  # the anchor would have no target
+        make(code_anchor=1, encoder_warmup=False)
+    assert make(code_anchor=1, encoder_warmup_steps=-1).config.code_anchor == 1
     with pytest.raises(ConfigError, match="schedule"):
         make(schedule="fast")
     with pytest.raises(ConfigError, match="query_positions"):

@@ -185,6 +185,10 @@ class LMIndexerConfig(GenerativeOptions):
     def validate(self) -> None:
         """Rules across options and against the registry (`check_options` runs it)."""
         self.parsed_hint_ratios()
+        if self.code_anchor > 0 and not self.encoder_warmup:
+            raise ConfigError("lmindexer option 'code_anchor' pulls each position toward its k-means codes, "
+                              "which encoder_warmup=false never computes; to drop only the warm-up's steps "
+                              "and keep the codebooks, use encoder_warmup_steps=-1")
         if self.first_codebook != "features":
             from indexbench.errors import UnknownNameError
             from indexbench.registry import get_registry

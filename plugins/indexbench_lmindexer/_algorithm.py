@@ -9,8 +9,8 @@ Phases, for T-1 semantic positions (the last position de-duplicates and is not l
 2. For each position t:
 
    * ``encoder-warmup@t`` (Eq. 13): the indexer and reconstructor train with the continuous
-     h_d^t in place of the t-th code -- against posterior collapse (only with
-     ``encoder_warmup_steps`` > 0: not on the CPU schedule, see `SCHEDULES`);
+     h_d^t in place of the t-th code -- against posterior collapse (none with
+     ``encoder_warmup_steps=-1``; ``encoder_warmup=false`` also drops the k-means codebooks);
    * ``codebook@t``: E^t is initialised by k-means of {h_d^t} over the corpus (`set_code_rows`
      turns the centroids into ID-token rows of a fitted norm); from t = 2 on, of h_d^t centred
      within each prefix group. At t = 1 it is the warm-up's codebook, refitted only after an
