@@ -166,14 +166,20 @@ class HistoryRetriever(Protocol):
     whose test set has `QuerySet.histories` calls this instead of `Retriever.search`."""
 
     def search_histories(self, histories: Sequence[Sequence[str]], k: int) -> list[Ranking]:
-        """The top-``k`` items for each history (item ids, oldest first), best first."""
+        """The top-``k`` items for each history (item ids, oldest first), best first.
+
+        A retriever whose method also takes ``users`` (the query ids, i.e. the users whose
+        histories these are) is passed them: a model with a user token reads them."""
         ...
 
 
 def needs_histories(indexer: Any) -> bool:
     """Whether ``indexer`` ranks only from item-ID histories (a class attribute
-    ``needs_histories = True``): tasks without histories skip it, saying why."""
-    return bool(getattr(indexer, "needs_histories", False))
+    ``needs_histories = True``, or an ID indexer whose engine reads histories as IDs:
+    ``input=ids`` or ``both``): tasks without histories skip it, saying why."""
+    if getattr(indexer, "needs_histories", False):
+        return True
+    return getattr(getattr(indexer, "config", None), "input", "text") in ("ids", "both")
 
 
 @runtime_checkable

@@ -9,8 +9,11 @@
    encoder-decoder and codebooks);
 4. fine-tunes it on (query → ID) pairs, plus (document → ID) pairs for document retrieval (the
    DSI "indexing" examples), checking the dev set after each epoch; the trained weights are cached,
-   keyed by backbone, IDs, training data, options and seed;
-5. returns a `GenerativeRetriever` ranking documents by the score of their ID.
+   keyed by backbone, IDs, training data, options and seed. With ``input=ids`` or ``both`` a
+   recommendation query is the user's item history as ID tokens (`history_input`) and the pairs
+   are (history prefix → next item's ID) over the training sequences;
+5. returns a `GenerativeRetriever` ranking documents by the score of their ID (a
+   `GenerativeHistoryRetriever`, which the task hands item histories, under ``input=ids``/``both``).
 """
 
 from __future__ import annotations
@@ -41,17 +44,33 @@ class GenerativeRetriever:
         self.truncation = truncation
 
     def search(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
+        tokens = self.backbone.text.tokenize(list(queries), max_length=self.options.query_max_length,
+                                             truncation=self.truncation)
+        return self._search_tokens(tokens, k)
+
+    def _search_tokens(self, tokens: list[list[int]], k: int) -> list[list[tuple[str, float]]]:
         import torch
 
         from .decoding import search_batched
 
-        tokens = self.backbone.text.tokenize(list(queries), max_length=self.options.query_max_length,
-                                             truncation=self.truncation)
         with torch.inference_mode(), self.backbone.autocast():
             docs, scores = search_batched(self.backbone, self.trie, tokens, self.options.num_beams,
                                           self.options.eval_batch_size)
         return [[(self.doc_ids[d], s) for d, s in zip(row_docs, row_scores) if d >= 0][:k]
                 for row_docs, row_scores in zip(docs, scores)]
+
+
+class GenerativeHistoryRetriever(GenerativeRetriever):
+    """`GenerativeRetriever` whose queries are item histories read as semantic IDs
+    (``input=ids`` or ``both``): a ranking task hands it the histories (`search_histories`)."""
+
+    def __init__(self, backbone, trie, doc_ids: Sequence[str], options: GenerativeOptions, history_input):
+        super().__init__(backbone, trie, doc_ids, options)
+        self.history_input = history_input
+
+    def search_histories(self, histories: Sequence[Sequence[str]], k: int,
+                         users: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
+        return self._search_tokens(self.history_input.batch(histories, users), k)
 
 
 class GenerativeRetrieval:
@@ -87,8 +106,14 @@ class GenerativeRetrieval:
         if init is not None:
             init(backbone, ids, ctx)
 
-        examples = self._examples(problem, backbone, ids)
-        retriever = GenerativeRetriever(backbone, trie, doc_ids, opts, problem.query_truncation)
+        if opts.input == "text":
+            examples = self._examples(problem, backbone, ids)
+            retriever = GenerativeRetriever(backbone, trie, doc_ids, opts, problem.query_truncation)
+        else:
+            history = self._history_input(problem, backbone, ids, ctx)
+            examples = self._history_examples(problem, history, ids) + self._examples(
+                problem, backbone, ids, query_pairs=False)
+            retriever = GenerativeHistoryRetriever(backbone, trie, doc_ids, opts, history)
         key = {
             "backbone": backbone.identity,
             "ids": fingerprint_of(sorted((d, list(c)) for d, c in ids.ids.items())),
@@ -103,7 +128,8 @@ class GenerativeRetrieval:
             from .training import train_id_generation
 
             history: dict[str, Any] = {}
-            if init is None and opts.id_init == "documents":
+            # The warm start reads the documents' text through the encoder: a text input's view.
+            if init is None and opts.id_init == "documents" and opts.input == "text":
                 history["id_init"] = self._init_from_documents(backbone, problem, codes, ctx)
             history.update(train_id_generation(
                 backbone, examples, opts, ctx, dev_check=lambda: dev_check(retriever, problem),
@@ -137,12 +163,35 @@ class GenerativeRetrieval:
             self._doc_tokens = cached
         return cached[1]
 
-    def _examples(self, problem: RetrievalProblem, backbone, ids: SemanticIds) -> list:
+    def _history_input(self, problem: RetrievalProblem, backbone, ids: SemanticIds, ctx: RunContext):
+        from ..errors import ConfigError
+        from .history_input import HistoryInput
+
+        if not problem.sequences:
+            raise ConfigError(f"input={self.options.input} reads item histories, which {problem.task}'s "
+                              "queries do not have; use input=text")
+        return HistoryInput(backbone, problem.corpus, ids, self.options.input,
+                            user_buckets=self.options.user_buckets,
+                            text_max_length=self.options.query_max_length, seed=ctx.seed)
+
+    @staticmethod
+    def _history_examples(problem: RetrievalProblem, history, ids: SemanticIds) -> list:
+        """(history → next item's ID) for every prefix of every training sequence: the same
+        targets as the text pairs (`recommendation.leave_one_out`), as ID tokens."""
+        examples = []
+        for user, items in problem.sequences.items():
+            for target in range(1, len(items)):
+                examples.append((history.tokens(items[:target], user), tuple(ids.ids[items[target]])))
+        return examples
+
+    def _examples(self, problem: RetrievalProblem, backbone, ids: SemanticIds, *, query_pairs: bool = True) -> list:
         opts = self.options
-        texts = [q for q, _ in problem.train_pairs]
-        tokens = backbone.text.tokenize(texts, max_length=opts.query_max_length,
-                                        truncation=problem.query_truncation)
-        examples = [(tok, tuple(ids.ids[d])) for tok, (_, d) in zip(tokens, problem.train_pairs)]
+        examples = []
+        if query_pairs:
+            texts = [q for q, _ in problem.train_pairs]
+            tokens = backbone.text.tokenize(texts, max_length=opts.query_max_length,
+                                            truncation=problem.query_truncation)
+            examples = [(tok, tuple(ids.ids[d])) for tok, (_, d) in zip(tokens, problem.train_pairs)]
         indexing = opts.indexing_pairs
         from ..errors import ConfigError
 
@@ -189,6 +238,9 @@ def dev_check(retriever: Any, problem: RetrievalProblem, n_queries: int = DEV_CH
     qids = sorted(problem.dev.queries)[:n_queries]
     if not qids:
         return {}
-    rankings = retriever.search([problem.dev.queries[q] for q in qids], 10)
+    if hasattr(retriever, "search_histories") and problem.dev.histories:
+        rankings = retriever.search_histories([problem.dev.histories[q] for q in qids], 10, users=qids)
+    else:
+        rankings = retriever.search([problem.dev.queries[q] for q in qids], 10)
     qrels = {q: problem.dev.qrels.get(q, {}) for q in qids}
     return ranking_metrics(dict(zip(qids, rankings)), qrels, ["recall@10"])

@@ -52,6 +52,16 @@ class GenerativeOptions:
     weight_decay: float = option(0.01, ge=0)
     max_grad_norm: float = option(1.0, ge=0)
 
+    input: str = option("text", choices=("text", "ids", "both"))
+    """How a recommendation history reaches the encoder (`indexbench.generative.history_input`):
+    "text" -- the titles of its last 20 items (the LMIndexer paper's format); "ids" -- their
+    semantic IDs, each item as its T code tokens (TIGER's); "both" -- each item's ID tokens then
+    its title. Tasks whose queries are text (search, document retrieval) take only "text"."""
+
+    user_buckets: int = option(0, ge=0)
+    """With ``input=ids`` or ``both``: a first input token for the user, its id hashed into this
+    many buckets (TIGER: 2,000); 0 = no user token."""
+
     query_max_length: int = option(64, ge=1)
     """Input tokens kept per query (recommendation histories keep their most recent end)."""
 

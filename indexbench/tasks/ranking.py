@@ -94,8 +94,8 @@ class RankingTask:
 
         qids = list(test.queries)
         if test.histories and isinstance(retriever, HistoryRetriever):
-            inputs: list[Any] = [test.histories[q] for q in qids]
-            search = retriever.search_histories
+            inputs: list[Any] = [(q, test.histories[q]) for q in qids]
+            search = history_search(retriever)
         else:
             inputs = [test.queries[q] for q in qids]
             search = retriever.search
@@ -140,6 +140,23 @@ class RankingTask:
                 "indexer": getattr(indexer, "details", {}),
             },
         )
+
+
+def history_search(retriever: Any):
+    """A function of ([(user, history), ...], k) calling ``retriever.search_histories``, which
+    is handed the users as well when it takes them (a model with a user token)."""
+    import inspect
+
+    method = retriever.search_histories
+    with_users = "users" in inspect.signature(method).parameters
+
+    def search(batch: Sequence[Any], k: int):
+        histories = [h for _, h in batch]
+        if with_users:
+            return method(histories, k, users=[q for q, _ in batch])
+        return method(histories, k)
+
+    return search
 
 
 def _percentiles_ms(seconds: list[float]) -> dict[str, float]:
