@@ -232,6 +232,7 @@ class TwoStageIdIndexer:
 
     def __init__(self, config: IdIndexerOptions | None = None):
         self.config = config if config is not None else self.config_class()
+        self.config.apply_preset()  # (T, K) and the quantiser's options come from it too
         self.details: dict[str, Any] = {}
 
     def semantic_codes(self, emb: np.ndarray | None, n_docs: int, levels: int, codebook_size: int,

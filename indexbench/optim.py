@@ -1,7 +1,7 @@
 """The optimisation recipe every trainer in indexbench shares.
 
-AdamW without weight decay on biases and normalisation weights, linear warm-up then linear decay
-to zero, gradient-norm clipping; under torchrun the gradients are summed over the processes
+AdamW without weight decay on biases and normalisation weights, a warm-up then a decay (linear
+to zero by default; `SCHEDULES` names the others), gradient-norm clipping; under torchrun the gradients are summed over the processes
 before clipping (`indexbench.distributed`). Encoder fine-tuning, SimCSE, seq2seq training and the semantic
 indexers all use it, so a change of recipe happens in one place.
 
@@ -27,6 +27,42 @@ def warmup_linear_decay(total: int, warmup: int):
         return max(0.0, (total - step) / max(1, total - warmup))
 
     return factor
+
+
+def warmup_rsqrt(total: int, warmup: int):
+    """LambdaLR factor of T5's ``rsqrt`` schedule, TIGER's: flat at the peak for the first
+    ``warmup`` steps, then sqrt(warmup / step) (``total`` is not used)."""
+
+    def factor(step: int) -> float:
+        return 1.0 if step < warmup else math.sqrt(max(1, warmup) / max(1, step))
+
+    return factor
+
+
+def warmup_cosine(total: int, warmup: int):
+    """LambdaLR factor: ramps up over ``warmup`` steps, then follows half a cosine to zero at ``total``."""
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def warmup_constant(total: int, warmup: int):
+    """LambdaLR factor: ramps up over ``warmup`` steps, then stays at the peak."""
+
+    def factor(step: int) -> float:
+        return (step + 1) / warmup if warmup and step < warmup else 1.0
+
+    return factor
+
+
+SCHEDULES = {"linear": warmup_linear_decay, "rsqrt": warmup_rsqrt, "cosine": warmup_cosine,
+             "constant": warmup_constant}
+"""The learning-rate schedules by name: each maps (total steps, warm-up steps) to a LambdaLR factor."""
 
 
 @dataclass
@@ -80,6 +116,9 @@ def adamw(
     fresh: Callable[[str], bool] | None = None,
     fresh_lr: float | None = None,
     data_parallel: bool = False,
+    schedule: str = "linear",
+    warmup_steps: int | None = None,
+    algorithm: str = "adamw",
 ) -> Optimisation:
     """AdamW over the trainable parameters; biases and norm weights (ndim < 2) are not decayed.
 
@@ -92,6 +131,10 @@ def adamw(
     by the shard's share; `Optimisation.step` then sums gradients and loss over the processes. A
     trainer that does not shard leaves it False: every process then trains on whole batches and
     takes the same steps, duplicated work but the single-process result.
+
+    ``schedule`` names the learning-rate schedule (`SCHEDULES`); ``warmup_steps``, when given,
+    replaces ``warmup_ratio``. ``algorithm="adafactor"`` swaps AdamW for torch's Adafactor (T5X's
+    default optimiser; its steps scale with each weight's size), same groups and schedule.
     """
     import torch
 
@@ -111,11 +154,22 @@ def adamw(
     # (benchmarks/LOG.md, "The training step").
     fused = all(q.is_floating_point() and q.device.type in ("cpu", "cuda")
                 for g in param_groups for q in g["params"])
-    optimizer = torch.optim.AdamW(param_groups, lr=lr, fused=fused or None)
-    warmup = int(math.ceil(warmup_ratio * total_steps)) if warmup_ratio > 0 else 0
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear_decay(total_steps, warmup))
+    if algorithm == "adafactor":
+        optimizer = torch.optim.Adafactor(param_groups, lr=lr)
+    elif algorithm == "adamw":
+        optimizer = torch.optim.AdamW(param_groups, lr=lr, fused=fused or None)
+    else:
+        raise ValueError(f"unknown optimiser {algorithm!r}; valid: adamw, adafactor")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
+    if warmup_steps is not None:
+        warmup = int(warmup_steps)
+    else:
+        warmup = int(math.ceil(warmup_ratio * total_steps)) if warmup_ratio > 0 else 0
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, SCHEDULES[schedule](total_steps, warmup))
     return Optimisation(optimizer, scheduler, [q for g in param_groups for q in g["params"]], max_grad_norm,
                         data_parallel=data_parallel)
 
 
-__all__ = ["Optimisation", "adamw", "warmup_linear_decay"]
+__all__ = ["SCHEDULES", "Optimisation", "adamw", "warmup_constant", "warmup_cosine", "warmup_linear_decay",
+           "warmup_rsqrt"]

@@ -74,6 +74,9 @@ def build_config(config_class: type, options: dict[str, str], owner: str) -> Any
             raise ConfigError(f"{owner} has no option {key!r}; valid options: {valid}")
         values[key] = _convert(raw, fields[key], owner)
     config = config_class(**values)
+    preset = getattr(config, "apply_preset", None)
+    if callable(preset):  # a named recipe fills what the spec leaves out (`generative.presets`)
+        preset(set(values))
     check_options(config, owner)
     return config
 

@@ -131,3 +131,21 @@ def test_the_ranking_task_hands_users_to_a_retriever_that_takes_them():
     history_search(WithUsers())([("u1", ["a"]), ("u2", ["b"])], 10)
     history_search(WithoutUsers())([("u1", ["a"])], 10)
     assert seen == {"users": ["u1", "u2"], "plain": 1}
+
+
+@pytest.mark.slow
+def test_tiger_presets_run_end_to_end_and_keep_the_best_dev_check(tmp_path):
+    dataset = blind_chain()
+    # The paper's recipe (Adafactor, rsqrt, user tokens, T = 4) at a toy budget.
+    tiger = run(dataset, tmp_path, preset="tiger", max_steps=8, batch_size=16, warmup_steps=4, codebook_size=8,
+                backbone="t5-tiger")
+    training = tiger.details["indexer"]["training"]
+    assert training["steps"] == 8 and tiger.details["indexer"]["id_shape"] == [8, 8, 8, 8]
+    assert "selected_step" not in training
+    tuned = run(dataset, tmp_path, preset="tiger-tuned", max_steps=60, batch_size=64, warmup_steps=5,
+                codebook_size=8, backbone="tiny", lr=3e-3, fresh_lr=3e-3)
+    training = tuned.details["indexer"]["training"]
+    checks = training["dev_checks"]
+    assert len(checks) >= 3
+    best = max(checks, key=lambda c: c["ndcg@10"])
+    assert training["selected_step"] == best["step"]

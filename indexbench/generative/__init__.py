@@ -9,7 +9,9 @@ document's ID (`training`), and decodes with a beam search constrained to the co
 What other methods build on (the public engine API; each name is loaded on first use, so
 importing this package stays cheap -- modules import torch and transformers lazily too):
 
-* `GenerativeOptions` -- the engine's options, for an ID indexer's config to inherit.
+* `GenerativeOptions` -- the engine's options, for an ID indexer's config to inherit;
+  `cache_key_options` -- the options a trained model's cache key holds; `PRESETS` -- the named
+  recipes (``preset=tiger``).
 * `load_backbone(name, device=, seed=, decoder_layers=)` -- a registered backbone or a local
   checkpoint, as a `Seq2SeqBackbone`.
 * `train_seq2seq` -- the training loop (AdamW, warm-up and decay, length-split batches, sharded
@@ -28,7 +30,8 @@ importing this package stays cheap -- modules import torch and transformers lazi
 from importlib import import_module
 
 _API = {
-    "GenerativeOptions": "options", "Seq2SeqBackbone": "backbones", "load_backbone": "backbones",
+    "GenerativeOptions": "options", "cache_key_options": "options", "PRESETS": "presets",
+    "Seq2SeqBackbone": "backbones", "load_backbone": "backbones",
     "train_seq2seq": "training", "cached_training": "engine", "dev_check": "engine",
     "decoder_features": "id_init", "prefix_states": "id_init", "group_means": "id_init", "set_code_rows": "id_init",
     "HistoryInput": "history_input", "user_bucket": "history_input",

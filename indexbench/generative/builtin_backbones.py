@@ -9,6 +9,9 @@ Registered backbones (`builtin_backbones`):
   time than an encoder layer, while IDs are only 3 tokens long and need little depth.
 * ``t5-small-scratch``: a small T5 (4 encoder / 2 decoder layers, d_model 256) trained from
   scratch on the MiniLM WordPiece vocabulary — the "no pre-training" control.
+* ``t5-tiger`` / ``t5-tiger-tuned``: TIGER's T5 from scratch (d_model 128, 6 heads of 64, ReLU
+  MLP 1,024; 4+4 layers and dropout 0.1 as in the paper, or 6+6 and 0.2 as cornac's tuned
+  recipe), for semantic-ID input (``input=ids``; `indexbench.generative.presets`).
 * ``tiny``: a 2+1-layer, 32-wide BERT encoder-decoder with random weights, for tests.
 * any local directory holding a Hugging Face seq2seq checkpoint and its tokenizer (a real t5-base
   works unchanged): ``--indexer hc:backbone=/models/t5-base``.
@@ -135,6 +138,37 @@ def build_t5_small_scratch(device: str = "cpu", *, seed: int = 0,
                            weights=f"random:decoder_layers={decoder_layers or 2}:seed={seed}")
 
 
+def _t5_scratch(name: str, *, layers: int, dropout: float, device: str, seed: int,
+                decoder_layers: int | None) -> Seq2SeqBackbone:
+    """TIGER's encoder-decoder from scratch: d_model 128, 6 heads of 64, ReLU MLP of 1,024
+    (Rajput et al. 2023, §4), ``layers`` + ``layers`` deep. The MiniLM vocabulary's rows are kept
+    so text inputs still work; an ID-input model never reads them (3.9 M of its parameters)."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tokenizer = minilm_tokenizer()
+    decoder = decoder_layers or layers
+    config = T5Config(vocab_size=len(tokenizer), d_model=128, d_kv=64, d_ff=1024, num_heads=6,
+                      num_layers=layers, num_decoder_layers=decoder, dropout_rate=dropout,
+                      feed_forward_proj="relu", pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=tokenizer.sep_token_id, decoder_start_token_id=tokenizer.pad_token_id)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = T5ForConditionalGeneration(config)
+    return Seq2SeqBackbone(model, tokenizer, name=name, device=device, fresh_parameters=("",),
+                           weights=f"random:layers={layers}+{decoder}:dropout={dropout}:seed={seed}")
+
+
+def build_t5_tiger(device: str = "cpu", *, seed: int = 0, decoder_layers: int | None = None) -> Seq2SeqBackbone:
+    return _t5_scratch("t5-tiger", layers=4, dropout=0.1, device=device, seed=seed, decoder_layers=decoder_layers)
+
+
+def build_t5_tiger_tuned(device: str = "cpu", *, seed: int = 0,
+                         decoder_layers: int | None = None) -> Seq2SeqBackbone:
+    return _t5_scratch("t5-tiger-tuned", layers=6, dropout=0.2, device=device, seed=seed,
+                       decoder_layers=decoder_layers)
+
+
 def builtin_backbones() -> list[BackboneEntry]:
     """Each factory: ``factory(device="cpu", *, seed=0, decoder_layers=None) -> Seq2SeqBackbone``."""
     return [
@@ -142,6 +176,10 @@ def builtin_backbones() -> list[BackboneEntry]:
                       "all-MiniLM-L6-v2 encoder + decoder warm-started from its first layers (default 2)"),
         BackboneEntry("t5-small-scratch", build_t5_small_scratch,
                       "T5 4+2 layers, d_model 256, random init, MiniLM vocabulary"),
+        BackboneEntry("t5-tiger", build_t5_tiger,
+                      "TIGER's T5 from scratch: 4+4 layers, d_model 128, 6 heads, MLP 1024, dropout 0.1"),
+        BackboneEntry("t5-tiger-tuned", build_t5_tiger_tuned,
+                      "TIGER's T5 as cornac's tuned recipe: 6+6 layers, dropout 0.2"),
         BackboneEntry("tiny", build_tiny, "random 2+1-layer 32-wide BERT encoder-decoder; tests only"),
     ]
 
@@ -152,5 +190,5 @@ def register_backbones(register):
         register(entry)
 
 
-__all__ = ["build_minilm_encdec", "build_t5_small_scratch", "build_tiny", "builtin_backbones", "minilm_tokenizer",
-           "register_backbones"]
+__all__ = ["build_minilm_encdec", "build_t5_small_scratch", "build_t5_tiger", "build_t5_tiger_tuned", "build_tiny",
+           "builtin_backbones", "minilm_tokenizer", "register_backbones"]

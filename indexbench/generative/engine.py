@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from typing import Any
 
 from ..data import SemanticIds, fingerprint_of
 from ..protocols import RetrievalProblem, RunContext, indexer_name
-from .options import GenerativeOptions
+from .options import GenerativeOptions, cache_key_options
 
 DEV_CHECK_QUERIES = 200
 """Dev queries decoded after each epoch (the first ones by id): enough to see progress, cheap."""
@@ -81,6 +80,7 @@ class GenerativeRetrieval:
         self.name = indexer_name(indexer)
         config = getattr(indexer, "config", None)
         self.options = config if isinstance(config, GenerativeOptions) else GenerativeOptions()
+        self.options.apply_preset()  # a no-op when the spec's parsing applied it already
         self.details: dict[str, Any] = {}
 
     def build_retriever(self, problem: RetrievalProblem, ctx: RunContext) -> GenerativeRetriever:
@@ -119,7 +119,7 @@ class GenerativeRetrieval:
             "ids": fingerprint_of(sorted((d, list(c)) for d, c in ids.ids.items())),
             "sizes": list(ids.codebook_sizes),
             "examples": fingerprint_of(examples),
-            "options": {f.name: getattr(opts, f.name) for f in dataclasses.fields(GenerativeOptions)},
+            "options": cache_key_options(opts),
             "seed": ctx.seed,
             "init": getattr(self.indexer, "generative_init_key", None),
         }
@@ -231,8 +231,8 @@ def cached_training(ctx: RunContext, namespace: str, key: Any, backbone, train) 
 
 
 def dev_check(retriever: Any, problem: RetrievalProblem, n_queries: int = DEV_CHECK_QUERIES) -> dict[str, float]:
-    """recall@10 of ``retriever`` on the first ``n_queries`` dev queries (by id): progress shown
-    after each training epoch."""
+    """recall@10 and NDCG@10 of ``retriever`` on the first ``n_queries`` dev queries (by id):
+    progress shown after each training epoch, and what ``select_best`` chooses by."""
     from ..metrics import ranking_metrics
 
     qids = sorted(problem.dev.queries)[:n_queries]
@@ -243,4 +243,4 @@ def dev_check(retriever: Any, problem: RetrievalProblem, n_queries: int = DEV_CH
     else:
         rankings = retriever.search([problem.dev.queries[q] for q in qids], 10)
     qrels = {q: problem.dev.qrels.get(q, {}) for q in qids}
-    return ranking_metrics(dict(zip(qids, rankings)), qrels, ["recall@10"])
+    return ranking_metrics(dict(zip(qids, rankings)), qrels, ["recall@10", "ndcg@10"])

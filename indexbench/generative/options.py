@@ -7,9 +7,11 @@ grid compares indexers trained the same way unless told otherwise.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from ..options import option
+from .presets import apply_preset
 
 
 @dataclass
@@ -48,6 +50,24 @@ class GenerativeOptions:
     the backbone's initialisation. An indexer with its own ``init_generative_model`` (LMIndexer)
     is never overridden."""
 
+    preset: str = option("none", choices=("none", "tiger", "tiger-tuned"))
+    """A named recipe that fills every option the spec does not give (`presets.PRESETS`):
+    ``tiger`` -- TIGER's paper setting (Rajput et al. 2023); ``tiger-tuned`` -- the tuned recipe
+    cornac's TIGER port reaches its Beauty figures with."""
+
+    optimizer: str = option("adamw", choices=("adamw", "adafactor"))
+    """AdamW, or Adafactor (T5X's default, the optimiser TIGER's T5X training implies)."""
+
+    lr_schedule: str = option("linear", choices=("linear", "rsqrt", "cosine", "constant"))
+    """After the warm-up: linear decay to zero; ``rsqrt`` -- T5's, flat at the peak for the
+    warm-up steps then sqrt(warm-up / step); cosine to zero; constant (`indexbench.optim`)."""
+
+    warmup_steps: int = option(0, ge=0)
+    """Warm-up steps; 0 = ``warmup_ratio`` of the steps."""
+
+    select_best: bool = False
+    """Keep the weights of the best dev check (dev NDCG@10) instead of the last step's."""
+
     warmup_ratio: float = option(0.05, ge=0, le=1)
     weight_decay: float = option(0.01, ge=0)
     max_grad_norm: float = option(1.0, ge=0)
@@ -78,3 +98,20 @@ class GenerativeOptions:
     documents."""
 
     eval_batch_size: int = option(64, ge=1)
+
+    def apply_preset(self, given: set[str] | frozenset[str] | None = None) -> None:
+        """Fill the options the user did not give (``given``) from ``preset`` (`presets.apply_preset`)."""
+        apply_preset(self, given)
+
+
+KEYED_WHEN_SET = ("input", "user_buckets", "preset", "optimizer", "lr_schedule", "warmup_steps", "select_best")
+"""Options that enter a trained model's cache key only when they differ from their default, so
+the models cached before they existed (every one of them at today's defaults) are still found."""
+
+
+def cache_key_options(config: GenerativeOptions, *, engine_only: bool = True) -> dict:
+    """The options a trained model's cache key holds: the engine's (``engine_only``) or all of
+    ``config``'s, less those of `KEYED_WHEN_SET` that are at their default."""
+    fields = dataclasses.fields(GenerativeOptions if engine_only else config)
+    return {f.name: getattr(config, f.name) for f in fields
+            if not (f.name in KEYED_WHEN_SET and getattr(config, f.name) == f.default)}

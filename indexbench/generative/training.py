@@ -116,7 +116,9 @@ def train_seq2seq(
     optimisation = adamw(model.named_parameters(), lr=options.lr, total_steps=total,
                          warmup_ratio=options.warmup_ratio, weight_decay=options.weight_decay,
                          max_grad_norm=options.max_grad_norm, fresh=backbone.is_fresh,
-                         fresh_lr=options.fresh_lr, data_parallel=True)
+                         fresh_lr=options.fresh_lr, data_parallel=True, schedule=options.lr_schedule,
+                         warmup_steps=options.warmup_steps or None, algorithm=options.optimizer)
+    best: dict[str, Any] = {}
     losses: list[float] = []
     checks: list[dict[str, float]] = []
     on_cuda = backbone.on_cuda
@@ -139,9 +141,13 @@ def train_seq2seq(
                         checks.append({"step": step, **dev_check()})
                         ctx.progress.log(f"dev after step {step}: " + ", ".join(
                             f"{k}={v:.4f}" for k, v in checks[-1].items() if k != "step"))
+                        if options.select_best:
+                            keep_if_best(best, checks[-1], model)
         finally:
             model.eval()
             optimisation.release()
+    if best:
+        model.load_state_dict(best["state"])
     window = max(1, min(20, len(losses) // 4))
     return {
         "steps": len(losses),
@@ -151,5 +157,20 @@ def train_seq2seq(
         "final_loss": float(np.mean(losses[-window:])),
         "loss_curve": [float(np.mean(losses[i : i + window])) for i in range(0, len(losses), window)],
         "dev_checks": checks,
+        **({"selected_step": best["step"]} if best else {}),
         "seconds": time.perf_counter() - started,
     }
+
+
+SELECTION_METRICS = ("ndcg@10", "recall@10")
+"""What ``select_best`` ranks dev checks by: the first of these a check reports."""
+
+
+def keep_if_best(best: dict[str, Any], check: dict[str, float], model) -> None:
+    """Remember ``model``'s weights (a CPU copy) when ``check`` beats the best dev check so far."""
+    metric = next((m for m in SELECTION_METRICS if m in check), None)
+    if metric is None:
+        return
+    if not best or check[metric] > best["score"]:
+        best.update(step=check["step"], score=check[metric],
+                    state={k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})

@@ -9,7 +9,6 @@ training targets (here) and the evidence aggregation (`_scoring`).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import time
 from collections.abc import Sequence
@@ -148,6 +147,7 @@ def _span_near_query(doc: list[int], query: list[int], length: int, rng,
 
 def build_retriever(indexer, problem: RetrievalProblem, ctx: RunContext) -> SealRetriever:
     from indexbench.generative import (
+        cache_key_options,
         cached_training,
         dev_check,
         lexical_text_head,
@@ -192,7 +192,7 @@ def build_retriever(indexer, problem: RetrievalProblem, ctx: RunContext) -> Seal
     if cfg.train:  # the warm start runs only when the trained model is not in the cache
         examples = training_examples(problem, backbone, docs, cfg, ctx.seed)
         key = {"backbone": backbone.identity, "examples": fingerprint_of(examples),
-               "options": dataclasses.asdict(cfg), "seed": ctx.seed, "version": indexer.version}
+               "options": cache_key_options(cfg, engine_only=False), "seed": ctx.seed, "version": indexer.version}
         history = cached_training(ctx, "seal-models", key, backbone, train)
         head = history.pop("text_head", head)
     else:
