@@ -32,6 +32,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .protocols import RunContext
 
 DEFAULT_ID_LENGTH = 3
+DEDUP_POSITION = "dedup-position"
+"""An ID indexer's ``collision_policy`` when its last position numbers the items that share the
+semantic codes before it (`append_dedup_position`): every full ID is unique, and the search
+reaches each item through its own last code."""
 MIN_CODEBOOK_SIZE = 16
 MAX_CODEBOOK_SIZE = 512
 SIMCSE = "simcse"
@@ -229,6 +233,7 @@ class TwoStageIdIndexer:
     name = ""
     config_class: type = IdIndexerOptions
     uses_embeddings = True
+    collision_policy = DEDUP_POSITION
 
     def __init__(self, config: IdIndexerOptions | None = None):
         self.config = config if config is not None else self.config_class()
@@ -261,7 +266,7 @@ class TwoStageIdIndexer:
 
 
 __all__ = [
-    "DEFAULT_ID_LENGTH", "IdIndexerOptions", "TwoStageIdIndexer", "append_dedup_position",
+    "DEDUP_POSITION", "DEFAULT_ID_LENGTH", "IdIndexerOptions", "TwoStageIdIndexer", "append_dedup_position",
     "corpus_embeddings", "default_id_shape", "embeddings_fingerprint", "id_options", "ids_from_codes",
     "resolve_id_shape",
 ]

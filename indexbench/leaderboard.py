@@ -17,6 +17,17 @@ from .store import RunRecord
 TIMING_COLUMNS = (("fit_s", "fit s", "{:.1f}"), ("queries_per_s", "q/s", "{:.1f}"),
                   ("latency_p50_ms", "p50 ms", "{:.1f}"), ("index_s", "index s", "{:.1f}"))
 
+PROTOCOL_COLUMNS = (("invalid_id_rate", "invalid IDs", "{:.1%}"), ("invalid_id_rate_free", "invalid, no trie", "{:.1%}"),
+                    ("collision_policy", "collisions", "{}"))
+"""A generative cell's protocol guards (`generative.engine.id_protocol`), shown where a table has any."""
+
+
+def protocol(record: RunRecord) -> dict:
+    """The record's protocol guards, empty for a cell that generates no IDs."""
+    indexer = record.details.get("indexer") if isinstance(record.details, dict) else None
+    found = indexer.get("protocol") if isinstance(indexer, dict) else None
+    return found if isinstance(found, dict) else {}
+
 
 @dataclass
 class Table:
@@ -55,6 +66,7 @@ def build_tables(records: Sequence[RunRecord], headline: dict[str, Sequence[str]
         recs, spread = _across_seeds(recs)
         metrics = list(headline.get(task) or _union(r.metrics for r in recs))
         timings = [t for t in TIMING_COLUMNS if any(t[0] in r.timings for r in recs)]
+        guards = [g for g in PROTOCOL_COLUMNS if any(g[0] in protocol(r) for r in recs)]
         first = metrics[0] if metrics else None
         recs = sorted(recs, key=lambda r: (r.status != "ok", -(r.metrics.get(first, 0.0) if first else 0.0),
                                            r.indexer))
@@ -63,15 +75,18 @@ def build_tables(records: Sequence[RunRecord], headline: dict[str, Sequence[str]
             if r.status == "ok":
                 sd = spread.get(id(r), {})
                 cells = [_fmt(r.metrics.get(m)) + (f" ± {sd[m]:.4f}" if m in sd else "") for m in metrics]
+                cells += [fmt.format(protocol(r)[key]) if key in protocol(r) else "" for key, _, fmt in guards]
                 cells += [fmt.format(r.timings[key]) if key in r.timings else "" for key, _, fmt in timings]
                 rows.append([indexer_label(r), *cells])
             else:
-                rows.append([indexer_label(r), f"{r.status}: {r.reason}", *[""] * (len(metrics) + len(timings) - 1)])
+                rows.append([indexer_label(r), f"{r.status}: {r.reason}",
+                             *[""] * (len(metrics) + len(guards) + len(timings) - 1)])
             if r.status == "ok":  # the whole cell: IDs, training, indexing and evaluation
                 rows[-1].append(f"{r.duration_s:.1f}" if r.duration_s else "")
             else:
                 rows[-1].append("")
-        columns = ["indexer", *metrics, *(label for _, label, _ in timings), "cell s"]
+        columns = ["indexer", *metrics, *(label for _, label, _ in guards), *(label for _, label, _ in timings),
+                   "cell s"]
         if spread:  # several seeds of one cell: mean ± standard deviation, and how many seeds
             columns.append("seeds")
             for row, r in zip(rows, recs):
@@ -177,7 +192,8 @@ def render_csv(records: Sequence[RunRecord]) -> str:
     for r in records:
         if r.status != "ok":
             writer.writerow([r.dataset, r.task, r.indexer, r.status, r.reason, "", ""])
-        for name, value in {**r.metrics, **r.timings}.items():
+        guards = {k: v for k, v in protocol(r).items() if isinstance(v, (int, float))}
+        for name, value in {**r.metrics, **r.timings, **guards}.items():
             writer.writerow([r.dataset, r.task, r.indexer, r.status, "", name, value])
     return buf.getvalue()
 

@@ -48,6 +48,21 @@ def test_id_input_learns_a_rule_the_titles_cannot_show(tmp_path):
     training = ids.details["indexer"]["training"]
     assert training["examples"] == 48 * 23  # every prefix of every training part (26 - 2 items)
     assert "id_init" not in training  # the document-text warm start is a text input's
+    for result in (text, ids):
+        guards = result.details["indexer"]["protocol"]
+        assert guards["collision_policy"] == "dedup-position" and guards["protocol_queries"] == 48
+        assert guards["invalid_id_rate"] == 0.0 and 0.0 <= guards["invalid_id_rate_free"] <= 1.0, guards
+
+
+def test_without_the_trie_an_untrained_model_names_items_that_do_not_exist(tmp_path):
+    # 24 items among 8^3 = 512 code sequences, a model one tiny step from its initialisation:
+    # the free search's top 10 name items that do not exist, the constrained search's never.
+    # (Not ~95 %: nearly equal logits break ties toward low codes, and most items' last code is
+    # 0, the de-duplicating position's first.)
+    result = run(blind_chain(), tmp_path, input="ids", max_steps=1, fresh_lr=1e-6)
+    guards = result.details["indexer"]["protocol"]
+    assert guards["invalid_id_rate"] == 0.0
+    assert guards["invalid_id_rate_free"] > 0.25, guards
 
 
 def test_history_tokens_for_both_kinds_of_backbone():

@@ -217,3 +217,21 @@ def test_bm25_ranks_equal_scores_by_document_order_whatever_order_bm25s_returns_
 
     (ranking,) = BM25Retriever(TiesReversed(), Tokenizer(), ["a", "b", "c", "d"]).search(["q"], k=4)
     assert ranking == [("a", 5.0), ("b", 5.0), ("c", 5.0), ("d", 2.0)]
+
+
+def test_leaderboard_shows_the_generative_cells_protocol_guards():
+    from indexbench.leaderboard import render_csv
+    from indexbench.store import RunRecord
+
+    generative = RunRecord("hc", "recommendation", "toy", "ok", metrics={"recall@10": 0.1}, duration_s=3.0,
+                           details={"indexer": {"protocol": {"invalid_id_rate": 0.0, "invalid_id_rate_free": 0.375,
+                                                             "collision_policy": "dedup-position"}}})
+    plain = RunRecord("bm25", "recommendation", "toy", "ok", metrics={"recall@10": 0.2}, duration_s=1.0)
+    [table] = build_tables([generative, plain])
+    assert table.columns[:5] == ["indexer", "recall@10", "invalid IDs", "invalid, no trie", "collisions"]
+    rows = {row[0]: row for row in table.rows}
+    assert rows["hc"][2:5] == ["0.0%", "37.5%", "dedup-position"]
+    assert rows["bm25"][2:5] == ["", "", ""]  # no IDs generated: blank, never a zero
+    assert "invalid_id_rate_free,0.375" in render_csv([generative])
+    [only_plain] = build_tables([plain])
+    assert "invalid IDs" not in only_plain.columns

@@ -113,6 +113,44 @@ def constrained_beam_search(backbone: Seq2SeqBackbone, trie: IdTrie, input_ids, 
     return docs, scores
 
 
+def free_beam_search(backbone: Seq2SeqBackbone, input_ids, attention_mask, num_beams: int):
+    """The best ``num_beams`` code sequences per query with no trie: every code at every
+    position, valid ID or not -- the control that shows what the constraint prevents. Returns
+    (codes (B, W, T), scores (B, W)), best first."""
+    import torch
+
+    vocabulary = backbone.vocabulary
+    assert vocabulary is not None
+    device = input_ids.device
+    n_queries = input_ids.shape[0]
+    encoded = backbone.encode(input_ids, attention_mask)
+    cache = backbone.new_cache()
+    width = 1
+    scores = torch.zeros(n_queries, device=device)
+    codes = torch.zeros((n_queries, 0), dtype=torch.long, device=device)
+    tokens = torch.full((n_queries, 1), backbone.decoder_start_token_id, dtype=torch.long, device=device)
+    rows_encoded, rows_mask = encoded, attention_mask
+    for t in range(vocabulary.length):
+        hidden, cache = backbone.decode(tokens, rows_encoded, rows_mask, cache)
+        log_probs = torch.log_softmax(backbone.position_logits(hidden[:, -1], t).float(), dim=-1)
+        k = log_probs.shape[1]
+        new_width = min(num_beams, width * k)
+        candidates = (scores.unsqueeze(1) + log_probs).view(n_queries, width * k)
+        top, flat = candidates.topk(new_width, dim=1)
+        parent = (flat // k + torch.arange(n_queries, device=device).unsqueeze(1) * width).view(-1)
+        chosen = (flat % k).view(-1)
+        codes = torch.cat([codes[parent], chosen.unsqueeze(1)], dim=1)
+        scores = top.view(-1)
+        if t + 1 == vocabulary.length:
+            break
+        if new_width != width:
+            rows_encoded, rows_mask = beam_rows(encoded, attention_mask, new_width)
+        carry_beams(cache, parent, n_queries, width, new_width)
+        tokens = (chosen + trie_offset(backbone, t)).unsqueeze(1)
+        width = new_width
+    return codes.view(n_queries, -1, vocabulary.length), scores.view(n_queries, -1)
+
+
 def carry_beams(cache, parent, n_queries: int, width: int, new_width: int) -> None:
     """Carry each surviving beam's decoder state: rows are (query, beam), query-major, ``width``
     beams a query before the step and ``new_width`` after; ``parent`` (n_queries * new_width,) is

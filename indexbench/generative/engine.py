@@ -47,6 +47,11 @@ class GenerativeRetriever:
                                              truncation=self.truncation)
         return self._search_tokens(tokens, k)
 
+    def dev_tokens(self, problem: RetrievalProblem, qids: Sequence[str]) -> list[list[int]]:
+        """The encoder inputs of dev queries ``qids``, as this retriever reads queries."""
+        return self.backbone.text.tokenize([problem.dev.queries[q] for q in qids],
+                                           max_length=self.options.query_max_length, truncation=self.truncation)
+
     def _search_tokens(self, tokens: list[list[int]], k: int) -> list[list[tuple[str, float]]]:
         import torch
 
@@ -70,6 +75,9 @@ class GenerativeHistoryRetriever(GenerativeRetriever):
     def search_histories(self, histories: Sequence[Sequence[str]], k: int,
                          users: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
         return self._search_tokens(self.history_input.batch(histories, users), k)
+
+    def dev_tokens(self, problem: RetrievalProblem, qids: Sequence[str]) -> list[list[int]]:
+        return self.history_input.batch([problem.dev.histories[q] for q in qids], qids)
 
 
 class GenerativeRetrieval:
@@ -137,6 +145,8 @@ class GenerativeRetrieval:
             return history
 
         history = cached_training(ctx, "generative-models", key, backbone, train)
+        protocol = {"collision_policy": getattr(self.indexer, "collision_policy", "not reported"),
+                    **id_protocol(retriever, problem, codes)}
         self.details = {
             "backbone": opts.backbone,
             "id_shape": list(ids.codebook_sizes),
@@ -145,6 +155,7 @@ class GenerativeRetrieval:
             "training": {k: v for k, v in history.items() if k != "loss_curve"},
             "loss_curve": history.get("loss_curve", []),
             "indexer": getattr(self.indexer, "details", {}),
+            "protocol": protocol,
         }
         return retriever
 
@@ -228,6 +239,41 @@ def cached_training(ctx: RunContext, namespace: str, key: Any, backbone, train) 
 
     ctx.cache.get_or_create(namespace, key, create, load)
     return history
+
+
+PROTOCOL_CUTOFF = 10
+"""How many of each query's generated IDs the invalid-ID rates count (the deepest metric's cutoff)."""
+
+
+def id_protocol(retriever: Any, problem: RetrievalProblem, codes) -> dict[str, float]:
+    """The invalid-ID rates on the first `DEV_CHECK_QUERIES` dev queries: the share of the top
+    `PROTOCOL_CUTOFF` generated IDs that name no item, under the constrained search the
+    retriever ranks with (0 by construction; measured all the same) and under the same beam
+    search with no trie (`decoding.free_beam_search`), which shows what the constraint removes."""
+    import torch
+
+    from .decoding import free_beam_search, search_batched
+
+    qids = sorted(problem.dev.queries)[:DEV_CHECK_QUERIES]
+    if not qids:
+        return {}
+    backbone, trie, opts = retriever.backbone, retriever.trie, retriever.options
+    tokens = retriever.dev_tokens(problem, qids)
+    constrained = free = invalid_constrained = invalid_free = 0
+    with torch.inference_mode(), backbone.autocast():
+        docs, _ = search_batched(backbone, trie, tokens, opts.num_beams, opts.eval_batch_size)
+        for row in docs:
+            for d in [d for d in row if d >= 0][:PROTOCOL_CUTOFF]:
+                constrained += 1
+                invalid_constrained += not trie.contains(tuple(int(c) for c in codes[d]))
+        for lo in range(0, len(tokens), opts.eval_batch_size):
+            ids, mask = backbone.text.collate(tokens[lo : lo + opts.eval_batch_size], backbone.device)
+            generated, _ = free_beam_search(backbone, ids, mask, opts.num_beams)
+            for row in generated[:, :PROTOCOL_CUTOFF].tolist():
+                free += len(row)
+                invalid_free += sum(not trie.contains(tuple(code)) for code in row)
+    return {"invalid_id_rate": invalid_constrained / max(constrained, 1),
+            "invalid_id_rate_free": invalid_free / max(free, 1), "protocol_queries": len(qids)}
 
 
 def dev_check(retriever: Any, problem: RetrievalProblem, n_queries: int = DEV_CHECK_QUERIES) -> dict[str, float]:

@@ -72,7 +72,7 @@ from indexbench import IndexerEntry, hookimpl, option
 from indexbench.data import Corpus, SemanticIds, fingerprint_of
 from indexbench.errors import ConfigError
 from indexbench.generative import GenerativeOptions
-from indexbench.id_indexers import id_options, ids_from_codes, resolve_id_shape
+from indexbench.id_indexers import DEDUP_POSITION, id_options, ids_from_codes, resolve_id_shape
 from indexbench.options import check_options
 
 # Part of the artifact key: bump it whenever a change alters the IDs or weights that training
@@ -204,6 +204,7 @@ class LMIndexer:
 
     name = "lmindexer"
     config_class = LMIndexerConfig
+    collision_policy = DEDUP_POSITION  # its last position numbers items sharing the learned codes
 
     def __init__(self, config: LMIndexerConfig | None = None):
         self.config = config if config is not None else LMIndexerConfig()
