@@ -118,10 +118,10 @@ class GenerativeRetrieval:
             examples = self._examples(problem, backbone, ids)
             retriever = GenerativeRetriever(backbone, trie, doc_ids, opts, problem.query_truncation)
         else:
-            history = self._history_input(problem, backbone, ids, ctx)
-            examples = self._history_examples(problem, history, ids) + self._examples(
+            history_input = self._history_input(problem, backbone, ids, ctx)
+            examples = self._history_examples(problem, history_input, ids) + self._examples(
                 problem, backbone, ids, query_pairs=False)
-            retriever = GenerativeHistoryRetriever(backbone, trie, doc_ids, opts, history)
+            retriever = GenerativeHistoryRetriever(backbone, trie, doc_ids, opts, history_input)
         key = {
             "backbone": backbone.identity,
             "ids": fingerprint_of(sorted((d, list(c)) for d, c in ids.ids.items())),
