@@ -6,9 +6,12 @@ num_return_sequences=W, prefix_allowed_tokens_fn=...)`` with a Python-dict trie 
 re-implementations typically do. Weights are untrained: speed does not depend on them.
 
     python benchmarks/decoding.py [--data-dir ../shared/data] [--queries 338] [--beams 20]
+    python benchmarks/decoding.py --backbone t5-tiger --input ids --shape 4x256 --items 12101   # TIGER's
 
 Queries are amazon-scientific product-search queries (all splits, in a fixed order) when the data
 is present, else the built-in sample's; IDs are random of the default (T, K) shape for that corpus.
+With ``--input ids`` each query is instead a history of 20 random items as their ID tokens
+(TIGER's input) over ``--items`` synthetic items, and ``--shape TxK`` sets the ID shape.
 Prints one JSON line per method and writes benchmarks/out/decoding.json.
 """
 
@@ -45,6 +48,19 @@ def random_ids(n_docs: int, sizes: tuple[int, ...], seed: int = 0) -> np.ndarray
         last[i] = seen.get(p, 0)
         seen[p] = last[i] + 1
     return np.concatenate([prefixes, last[:, None]], axis=1)
+
+
+def id_histories(backbone, codes: np.ndarray, sizes: tuple[int, ...], n: int, seed: int = 0) -> list[list[int]]:
+    """``n`` encoder inputs, each the ID tokens of 20 random items (`history_input.HistoryInput`)."""
+    from indexbench.data import Corpus, Document, SemanticIds
+    from indexbench.generative.history_input import HISTORY_ITEMS, HistoryInput
+
+    items = [str(i) for i in range(len(codes))]
+    corpus = Corpus(Document(i, f"item {i}") for i in items)
+    ids = SemanticIds({i: tuple(int(c) for c in row) for i, row in zip(items, codes)}, codebook_sizes=sizes)
+    history = HistoryInput(backbone, corpus, ids, "ids")
+    rng = np.random.default_rng(seed)
+    return [history.tokens([items[j] for j in rng.integers(0, len(items), HISTORY_ITEMS)]) for _ in range(n)]
 
 
 def naive_generate(backbone, codes: np.ndarray, tokens: list[list[int]], beams: int, batch: int,
@@ -128,18 +144,29 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timed passes per method; the fastest counts")
     parser.add_argument("--backbone", default="minilm-encdec")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--input", choices=("text", "ids"), default="text")
+    parser.add_argument("--shape", default="", help="ID shape TxK, e.g. 4x256 (default: the corpus's)")
+    parser.add_argument("--items", type=int, default=0, help="synthetic items with --input ids (default: corpus)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "decoding.json")
     args = parser.parse_args()
 
     name, queries, corpus = load_queries_and_corpus(args.data_dir)
     queries = (queries * (args.queries // len(queries) + 1))[: args.queries]
-    length, k = default_id_shape(len(corpus))
+    n_items = args.items or len(corpus)
+    if args.shape:
+        length, k = (int(x) for x in args.shape.lower().split("x"))
+    else:
+        length, k = default_id_shape(n_items)
     sizes = (k,) * length
-    codes = random_ids(len(corpus), sizes)
+    codes = random_ids(n_items, sizes)
     backbone = load_backbone(args.backbone, device=args.device)
     backbone.add_id_tokens(sizes)
     trie = IdTrie(codes, sizes)
-    tokens = backbone.text.tokenize(queries, max_length=64)
+    if args.input == "ids":
+        tokens = id_histories(backbone, codes, sizes, args.queries)
+        name = f"{n_items} synthetic items, 20-item histories as IDs"
+    else:
+        tokens = backbone.text.tokenize(queries, max_length=64)
 
     results = {}
     with torch.inference_mode(), backbone.autocast():
@@ -164,7 +191,7 @@ def main() -> None:
                                                         for a, b in zip(ours_r["top"], theirs["top"])])), 3)}
 
     summary = {
-        "dataset": name, "n_docs": len(corpus), "id_shape": list(sizes), "beams": args.beams,
+        "dataset": name, "n_docs": n_items, "id_shape": list(sizes), "beams": args.beams, "input": args.input,
         "batch": args.batch, "backbone": args.backbone, "device": args.device,
         "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
         "speedup": round(results["hf-generate"]["seconds"] / results["indexbench"]["seconds"], 2),
