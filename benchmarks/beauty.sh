@@ -13,7 +13,7 @@
 #      capped at MAX_STEPS engine steps). Measured on a 2-core AMD EPYC: about 15 minutes for the
 #      cells without a generative model, 19 for each of hc, rqvae and random-ids, 15 for
 #      lmindexer once its IDs are cached (step 1 learns them; 36 minutes otherwise), seal's
-#      product search 5 and its recommendation about 90 (22,363 histories at ~4 a second).
+#      product search 5 and its recommendation 79 (22,363 histories at 5.5 a second).
 # STEP=1|2|3 runs one step only.
 source "$(dirname "$0")/common.sh" "$@"
 ONLY=${STEP:-all}
