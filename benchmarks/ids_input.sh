@@ -3,14 +3,15 @@
 # (the history as semantic IDs, `preset=tiger`: T5 from scratch, T = 4, user tokens), on Amazon
 # Beauty with the category path in the item text, at one CPU budget for every tokenizer.
 #   bash benchmarks/ids_input.sh [DATA_DIR] [DEVICE]     (defaults: ../shared/data, cpu)
-# MAX_STEPS (default 2000 on the CPU) caps each cell's engine steps; ROWS picks cells (default
+# MAX_STEPS (default 700 on the CPU: t5-tiger takes 4.95 s a step of batch 256 on 2 cores, so a
+# cell is about an hour of training and 6 minutes of decoding) caps each cell's engine steps; ROWS picks cells (default
 # "most-popular sasrec hc rqvae rqkmeans random-ids": the two ID baselines on the same dataset
 # label, so they share the leaderboard). One command a cell, each timed into
 # benchmarks/out/DEVICE/ids-<row>.seconds; the records hold the dev curve (recall@10 and NDCG@10
 # after each epoch of 512 steps), the invalid-ID rates and the collision policy.
 # On a GPU run it without MAX_STEPS for the paper's 200k steps (several hours on one H200).
 source "$(dirname "$0")/common.sh" "$@"
-if [ "$DEVICE" = cpu ]; then CAP=":max_steps=${MAX_STEPS:-2000}"; else CAP="${MAX_STEPS:+:max_steps=$MAX_STEPS}"; fi
+if [ "$DEVICE" = cpu ]; then CAP=":max_steps=${MAX_STEPS:-700}"; else CAP="${MAX_STEPS:+:max_steps=$MAX_STEPS}"; fi
 ROWS=${ROWS:-most-popular sasrec hc rqvae rqkmeans random-ids}
 for row in $ROWS; do
     case $row in most-popular|sasrec) spec=$row ;; *) spec="$row:preset=tiger$CAP" ;; esac
