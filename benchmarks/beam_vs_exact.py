@@ -22,29 +22,25 @@ from pathlib import Path
 
 
 def exact_scores(backbone, tokens, codes, chunk: int = 4096):
-    """log P(ID | input) of every row of ``codes`` (N, T) for each input: (B, N)."""
+    """log P(ID | input) of every row of ``codes`` (N, T) for each input, each input encoded
+    once (`decoding.score_ids`): (B, N)."""
     import torch
 
-    from indexbench.generative.decoding import decoder_inputs
+    from indexbench.generative.decoding import score_ids
 
-    out = []
     ids, mask = backbone.text.collate(tokens, backbone.device)
     encoded = backbone.encode(ids, mask)
     all_codes = torch.as_tensor(codes, dtype=torch.long, device=backbone.device)
+    rows = []
     for q in range(len(tokens)):
-        row = []
+        parts = []
         for lo in range(0, len(all_codes), chunk):
             part = all_codes[lo : lo + chunk]
             n = len(part)
-            hidden, _ = backbone.decode(decoder_inputs(backbone, part), encoded[q : q + 1].expand(n, -1, -1),
-                                        mask[q : q + 1].expand(n, -1))
-            total = torch.zeros(n, device=backbone.device)
-            for t in range(part.shape[1]):
-                logp = torch.log_softmax(backbone.position_logits(hidden[:, t], t).float(), dim=-1)
-                total += logp.gather(1, part[:, t : t + 1]).squeeze(1)
-            row.append(total)
-        out.append(torch.cat(row))
-    return torch.stack(out)
+            parts.append(score_ids(backbone, None, mask[q : q + 1].expand(n, -1), part,
+                                   encoded=encoded[q : q + 1].expand(n, -1, -1)))
+        rows.append(torch.cat(parts))
+    return torch.stack(rows)
 
 
 def main() -> None:

@@ -35,9 +35,12 @@ def decoder_inputs(backbone: Seq2SeqBackbone, codes):
     return torch.cat([start, vocabulary.tokens(codes[:, :-1])], dim=1)
 
 
-def id_logits(backbone: Seq2SeqBackbone, input_ids, attention_mask, codes) -> list[Any]:
-    """Per position t, the logits (B, K_t) of position t's codes given the true prefix."""
-    encoded = backbone.encode(input_ids, attention_mask)
+def id_logits(backbone: Seq2SeqBackbone, input_ids, attention_mask, codes, encoded=None) -> list[Any]:
+    """Per position t, the logits (B, K_t) of position t's codes given the true prefix.
+    ``encoded``: the inputs' encoder states when the caller has them (many IDs scored against
+    one input encoded once)."""
+    if encoded is None:
+        encoded = backbone.encode(input_ids, attention_mask)
     hidden, _ = backbone.decode(decoder_inputs(backbone, codes), encoded, attention_mask)
     return [backbone.position_logits(hidden[:, t], t) for t in range(codes.shape[1])]
 
@@ -51,11 +54,12 @@ def id_losses(backbone: Seq2SeqBackbone, input_ids, attention_mask, codes):
                         for t, lg in enumerate(logits)])
 
 
-def score_ids(backbone: Seq2SeqBackbone, input_ids, attention_mask, codes):
-    """log P(ID | input) for each row: the exhaustive reference the beam search must agree with."""
+def score_ids(backbone: Seq2SeqBackbone, input_ids, attention_mask, codes, encoded=None):
+    """log P(ID | input) for each row: the exhaustive reference the beam search must agree with
+    (``encoded`` as in `id_logits`)."""
     import torch
 
-    logits = id_logits(backbone, input_ids, attention_mask, codes)
+    logits = id_logits(backbone, input_ids, attention_mask, codes, encoded)
     total = torch.zeros(codes.shape[0], device=codes.device)
     for t, lg in enumerate(logits):
         total = total + torch.log_softmax(lg.float(), dim=-1).gather(1, codes[:, t : t + 1]).squeeze(1)

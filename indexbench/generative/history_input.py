@@ -31,6 +31,7 @@ EXTRA_TOKENS = "extra_input_tokens"
 """Name fragment of the encoder-only token rows (`ExtraTokenEmbedding`): they start untrained."""
 
 INPUTS = ("text", "ids", "both")
+"""The values of the engine's ``input`` option."""
 
 
 def user_bucket(user: str, buckets: int) -> int:
@@ -62,12 +63,12 @@ def _extra_token_embedding_class():
             return self.original.weight
 
         def forward(self, input_ids):
-            extra = input_ids >= self.base
+            # Both look-ups for every token, then a select: no data-dependent branch, so no
+            # device synchronisation per forward pass on a GPU.
+            extra = (input_ids >= self.base).unsqueeze(-1)
             out = self.original(input_ids.clamp(max=self.base - 1))
-            if bool(extra.any()):
-                rows = getattr(self, EXTRA_TOKENS)[(input_ids - self.base).clamp(min=0)]
-                out = torch.where(extra.unsqueeze(-1), rows.to(out.dtype), out)
-            return out
+            rows = getattr(self, EXTRA_TOKENS)[(input_ids - self.base).clamp(min=0)]
+            return torch.where(extra, rows.to(out.dtype), out)
 
     return ExtraTokenEmbedding
 

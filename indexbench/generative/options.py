@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..options import option
+from .history_input import INPUTS
 from .presets import apply_preset
 
 
@@ -72,7 +73,7 @@ class GenerativeOptions:
     weight_decay: float = option(0.01, ge=0)
     max_grad_norm: float = option(1.0, ge=0)
 
-    input: str = option("text", choices=("text", "ids", "both"))
+    input: str = option("text", choices=INPUTS)
     """How a recommendation history reaches the encoder (`indexbench.generative.history_input`):
     "text" -- the titles of its last 20 items (the LMIndexer paper's format); "ids" -- their
     semantic IDs, each item as its T code tokens (TIGER's); "both" -- each item's ID tokens then
