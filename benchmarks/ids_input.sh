@@ -8,10 +8,11 @@
 # "most-popular sasrec hc rqvae rqkmeans random-ids": the two ID baselines on the same dataset
 # label, so they share the leaderboard). One command a cell, each timed into
 # benchmarks/out/DEVICE/ids-<row>.seconds; the records hold the dev curve (recall@10 and NDCG@10
-# after each epoch of 512 steps), the invalid-ID rates and the collision policy.
+# of the first 1,000 dev users every 100 steps on the CPU; on a GPU after each epoch of 512
+# steps, at most ten times), the invalid-ID rates and the collision policy.
 # On a GPU run it without MAX_STEPS for the paper's 200k steps (several hours on one H200).
 source "$(dirname "$0")/common.sh" "$@"
-if [ "$DEVICE" = cpu ]; then CAP=":max_steps=${MAX_STEPS:-700}"; else CAP="${MAX_STEPS:+:max_steps=$MAX_STEPS}"; fi
+if [ "$DEVICE" = cpu ]; then CAP=":max_steps=${MAX_STEPS:-700}:dev_every=100:dev_queries=1000"; else CAP="${MAX_STEPS:+:max_steps=$MAX_STEPS}"; fi
 ROWS=${ROWS:-most-popular sasrec hc rqvae rqkmeans random-ids}
 for row in $ROWS; do
     case $row in most-popular|sasrec) spec=$row ;; *) spec="$row:preset=tiger$CAP" ;; esac

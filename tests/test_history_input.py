@@ -164,3 +164,14 @@ def test_tiger_presets_run_end_to_end_and_keep_the_best_dev_check(tmp_path):
     assert len(checks) >= 3
     best = max(checks, key=lambda c: c["ndcg@10"])
     assert training["selected_step"] == best["step"]
+
+
+def test_dev_every_sets_the_learning_curve_steps(tmp_path):
+    dataset = blind_chain(n_users=12)
+    # 12 users give 276 training prefixes, 9 batches an epoch: by default checks at 9 and 16.
+    default = run(dataset, tmp_path, input="ids", max_steps=16, batch_size=32, num_beams=4)
+    curve = run(dataset, tmp_path, input="ids", max_steps=16, batch_size=32, num_beams=4, dev_every=5,
+                dev_queries=3)
+    steps = [c["step"] for c in curve.details["indexer"]["training"]["dev_checks"]]
+    assert steps == [5, 10, 15, 16]
+    assert [c["step"] for c in default.details["indexer"]["training"]["dev_checks"]] == [9, 16]

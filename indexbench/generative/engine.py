@@ -140,7 +140,7 @@ class GenerativeRetrieval:
             if init is None and opts.id_init == "documents" and opts.input == "text":
                 history["id_init"] = self._init_from_documents(backbone, problem, codes, ctx)
             history.update(train_id_generation(
-                backbone, examples, opts, ctx, dev_check=lambda: dev_check(retriever, problem),
+                backbone, examples, opts, ctx, dev_check=lambda: dev_check(retriever, problem, opts.dev_queries),
                 description=f"{self.name}: training {opts.backbone} on {len(examples):,} pairs"))
             return history
 

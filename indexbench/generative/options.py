@@ -69,6 +69,13 @@ class GenerativeOptions:
     select_best: bool = False
     """Keep the weights of the best dev check (dev NDCG@10) instead of the last step's."""
 
+    dev_every: int = option(0, ge=0)
+    """Steps between dev checks (recall@10 and NDCG@10 on the first ``dev_queries`` dev queries,
+    the learning curve in the record); 0 = after each epoch, at most ten times."""
+
+    dev_queries: int = option(200, ge=1)
+    """Dev queries each check decodes (the first ones by id): more give a less noisy curve."""
+
     warmup_ratio: float = option(0.05, ge=0, le=1)
     weight_decay: float = option(0.01, ge=0)
     max_grad_norm: float = option(1.0, ge=0)
@@ -105,7 +112,8 @@ class GenerativeOptions:
         apply_preset(self, given)
 
 
-KEYED_WHEN_SET = ("input", "user_buckets", "preset", "optimizer", "lr_schedule", "warmup_steps", "select_best")
+KEYED_WHEN_SET = ("input", "user_buckets", "preset", "optimizer", "lr_schedule", "warmup_steps", "select_best",
+                  "dev_every", "dev_queries")
 """Options that enter a trained model's cache key only when they differ from their default, so
 the models cached before they existed (every one of them at today's defaults) are still found."""
 

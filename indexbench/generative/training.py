@@ -109,8 +109,8 @@ def train_seq2seq(
         plan.extend(order[i : i + options.batch_size] for i in range(0, len(order), options.batch_size))
     plan = plan[:total]
 
-    # After each epoch, but at most ~10 times: a check decodes the dev queries.
-    check_every = max(per_epoch, math.ceil(total / 10))
+    # By default after each epoch, but at most ~10 times: a check decodes the dev queries.
+    check_every = options.dev_every or max(per_epoch, math.ceil(total / 10))
 
     model = backbone.model
     optimisation = adamw(model.named_parameters(), lr=options.lr, total_steps=total,
