@@ -43,6 +43,28 @@ def exact_scores(backbone, tokens, codes, chunk: int = 4096):
     return torch.stack(rows)
 
 
+class RefuseTraining:
+    """A silent `Progress` that stops the script when the engine starts training: the model was
+    not in the cache (another spec, seed or cache directory than the run's)."""
+
+    def __init__(self, spec: str):
+        self.spec = spec
+
+    def task(self, description: str, total: int | None = None):
+        from indexbench.protocols import SilentProgress
+
+        if "training" in description:
+            raise SystemExit(f"{self.spec}: no trained model in the cache ({description}); run the cell first "
+                             "with `indexbench run` and the same INDEXBENCH_CACHE, or pass --train")
+        return SilentProgress().task(description, total)
+
+    def track(self, items, description: str, total: int | None = None):
+        return iter(items)
+
+    def log(self, message: str, level: str = "info") -> None:
+        pass
+
+
 def main() -> None:
     import numpy as np
     import torch
@@ -50,7 +72,7 @@ def main() -> None:
     from indexbench.environment import cpu_isa, package_versions
     from indexbench.generative.engine import GenerativeRetrieval
     from indexbench.metrics import ranking_metrics
-    from indexbench.protocols import RunContext
+    from indexbench.protocols import RunContext, SilentProgress
     from indexbench.registry import get_registry
     from indexbench.runner import load_datasets
     from indexbench.specs import IndexerSpec
@@ -63,6 +85,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=500, help="test queries compared (the first by id)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train", action="store_true", help="train the model when the cache lacks it")
     args = parser.parse_args()
 
     from indexbench.cache import ArtifactCache
@@ -75,7 +98,8 @@ def main() -> None:
     [dataset] = load_datasets([args.dataset], registry, args.data_dir)
     task = registry.task(args.task)
     problem, test = task.split(dataset)
-    ctx = RunContext(seed=args.seed, device=args.device, cache=ArtifactCache(cache_dir()))
+    ctx = RunContext(seed=args.seed, device=args.device, cache=ArtifactCache(cache_dir()),
+                     progress=SilentProgress() if args.train else RefuseTraining(args.spec))
     retriever = GenerativeRetrieval(indexer).build_retriever(problem, ctx)
     backbone = retriever.backbone
     doc_ids = retriever.doc_ids
