@@ -3,8 +3,9 @@
 # (the history as semantic IDs, `preset=tiger`: T5 from scratch, T = 4, user tokens), on Amazon
 # Beauty with the category path in the item text, at one CPU budget for every tokenizer.
 #   bash benchmarks/ids_input.sh [DATA_DIR] [DEVICE]     (defaults: ../shared/data, cpu)
-# MAX_STEPS (default 700 on the CPU: t5-tiger takes 4.95 s a step of batch 256 on 2 cores, so a
-# cell is about an hour of training and 6 minutes of decoding) caps each cell's engine steps; ROWS picks cells (default
+# MAX_STEPS (default 700 on the CPU: about 2.5 s a step of batch 256 on Beauty's prefixes on 2
+# cores, so a cell is 26-30 minutes of training and 5-7 of decoding; 700 is the step count of the
+# figures in benchmarks/README) caps each cell's engine steps; ROWS picks cells (default
 # "most-popular sasrec hc rqvae rqkmeans random-ids": the two ID baselines on the same dataset
 # label, so they share the leaderboard). One command a cell, each timed into
 # benchmarks/out/DEVICE/ids-<row>.seconds; the records hold the dev curve (recall@10 and NDCG@10

@@ -75,6 +75,10 @@ class SealConfig(GenerativeOptions):
       every result is still a valid, scored ranking).
     """
 
+    dev_queries: int = option(100, ge=1)
+    """Dev queries each check decodes: n-gram decoding is slower than ID decoding, so fewer than
+    the engine's 200."""
+
     num_beams: int = option(15, ge=1)
     max_ngram: int = option(10, ge=1)
     alpha: float = option(2.0, gt=0)

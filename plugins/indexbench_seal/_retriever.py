@@ -22,9 +22,6 @@ from indexbench.tokenization import token_idf
 
 from ._scoring import EvidenceOptions, ngram_weight, rank, score_documents, unigram_weight
 
-DEV_CHECK_QUERIES = 100
-"""Dev queries decoded after each epoch: n-gram decoding is slower than ID decoding, so fewer."""
-
 
 class SealRetriever:
     """`Retriever` over a trained backbone and the corpus index."""
@@ -183,7 +180,7 @@ def build_retriever(indexer, problem: RetrievalProblem, ctx: RunContext) -> Seal
         warm_start()
         loss = functools.partial(text_batch_loss, copy_bias=cfg.copy_bias)
         return {**train_seq2seq(backbone, examples, cfg, ctx, batch_loss=loss,
-                                dev_check=lambda: dev_check(retriever, problem, DEV_CHECK_QUERIES),
+                                dev_check=lambda: dev_check(retriever, problem, cfg.dev_queries),
                                 description=f"seal: training {cfg.backbone} on {len(examples):,} pairs"),
                 "text_head": head}
 
