@@ -14,7 +14,7 @@ from indexbench.data import SemanticIds
 from indexbench.errors import UnknownNameError
 from indexbench.generative import GenerativeOptions
 from indexbench.generative.backbones import load_backbone
-from indexbench.generative.decoding import constrained_beam_search, score_ids
+from indexbench.generative.decoding import constrained_beam_search, score_all_ids, score_ids
 from indexbench.generative.id_tokens import IdTrie
 from indexbench.protocols import RunContext
 
@@ -69,6 +69,25 @@ def test_beam_search_equals_exhaustive_scoring_when_beams_cover_every_id(which, 
             assert torch.allclose(scores[q][:25], exhaustive[found], atol=1e-4)
             assert torch.allclose(scores[q][:25], exhaustive.sort(descending=True).values, atol=1e-4)
             assert (docs[q][25:] == -1).all()
+
+
+@pytest.mark.parametrize("which", ["tiny", "local-t5", "minilm-encdec"])
+def test_scoring_a_whole_catalogue_with_shared_cross_attention_equals_scoring_each_id(which, tiny_t5_dir):
+    backbone = backbone_with_ids({"local-t5": tiny_t5_dir}.get(which, which), seed=2)
+    torch.manual_seed(0)
+    with torch.no_grad():  # untrained ID rows score every ID alike; spread them so ranks differ
+        for rows in backbone.output_head().weight, backbone.id_embeddings(0):
+            rows.add_(torch.randn_like(rows))
+    codes = torch.tensor(random_codes(25, seed=4))
+    ids, mask = backbone.text.collate(backbone.text.tokenize(QUERIES, max_length=16))
+    with torch.no_grad():
+        every = score_all_ids(backbone, ids, mask, codes, chunk=7)  # chunks of 7, 7, 7 and 4 IDs
+        assert every.shape == (3, 25)
+        for q in range(3):
+            one_by_one = score_ids(backbone, ids[q : q + 1].expand(25, -1), mask[q : q + 1].expand(25, -1), codes)
+            assert torch.allclose(every[q], one_by_one, atol=1e-4)
+        assert every.std(dim=1).min() > 0.1  # IDs are told apart ...
+        assert not torch.allclose(every[0], every[2], atol=1e-3)  # ... and so are the inputs
 
 
 def test_narrow_beams_return_distinct_valid_ids_in_score_order_and_batching_changes_nothing():

@@ -20,6 +20,8 @@ importing this package stays cheap -- modules import torch and transformers lazi
 * `decoder_features`, `prefix_states`, `group_means`, `set_code_rows` -- the decoder's state at
   an ID position, and writing code rows into the ID-token embeddings (the first-position warm
   start; LMIndexer's codebooks).
+* `score_all_ids` -- exact log P(ID | input) of a whole catalogue of IDs, each input encoded and
+  its cross-attention computed once: the reference a beam search is checked against.
 * `HistoryInput`, `user_bucket` -- a recommendation history as ID tokens (``input=ids``/``both``)
   and the stable hash of a user into token buckets (`history_input`).
 * `search_ngrams_batched`, `text_batch_loss`, `lexical_text_head` -- generation constrained to
@@ -34,6 +36,7 @@ _API = {
     "Seq2SeqBackbone": "backbones", "load_backbone": "backbones",
     "train_seq2seq": "training", "cached_training": "engine", "dev_check": "engine",
     "decoder_features": "id_init", "prefix_states": "id_init", "group_means": "id_init", "set_code_rows": "id_init",
+    "score_all_ids": "decoding",
     "HistoryInput": "history_input", "user_bucket": "history_input",
     "search_ngrams_batched": "ngram_decoding", "text_batch_loss": "ngram_decoding", "lexical_text_head": "text_head",
 }
