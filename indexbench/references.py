@@ -8,7 +8,9 @@ A reference is judged by its ``check``: ``within`` (the default) is ``ok`` when 
 ``near`` within twice that; ``beside`` is shown next to it and not judged (the published setting
 differs from ours, and ``note`` says how). A reference whose dataset is absent, or whose indexer
 is not installed (a published method indexbench does not implement), is ``skipped`` with the
-reason. Each cell runs once, however many of its metrics are referenced.
+reason. A reference with ``device = "gpu"`` is a cell at a budget only a GPU finishes (a
+published recipe's full step count): it runs when verify's device is a GPU and is ``skipped``,
+saying so, on a CPU. Each cell runs once, however many of its metrics are referenced.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from .gridfile import read_toml
 
 REQUIRED = {"name": str, "indexer": str, "task": str, "dataset": str, "metric": str, "value": float,
             "tolerance": float}
-OPTIONAL = {"check": "within", "source": "", "note": ""}
+OPTIONAL = {"check": "within", "source": "", "note": "", "device": "any"}
 CHECKS = ("within", "at-least", "beside")
+DEVICES = ("any", "gpu")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Reference:
     check: str = "within"
     source: str = ""
     note: str = ""
+    device: str = "any"
 
 
 @dataclass
@@ -59,12 +63,14 @@ class PaperVsOurs:
 
 
 def paper_vs_ours(verdicts: list[Verdict]) -> list[PaperVsOurs]:
-    """Group verdicts by dataset and task (in the order they come), then by reference name;
+    """Group verdicts by dataset (its name: a cell on ``amazon-beauty:category_text=true`` is in
+    Beauty's table) and task, in the order they come, then by reference name;
     metrics by cutoff (R@5, N@5 before R@10, N@10), then in their first order of appearance."""
     tables: dict[tuple[str, str], PaperVsOurs] = {}
     for verdict in verdicts:
         ref = verdict.reference
-        table = tables.setdefault((ref.dataset, ref.task), PaperVsOurs(ref.dataset, ref.task, [], []))
+        dataset = dataset_name(ref.dataset)
+        table = tables.setdefault((dataset, ref.task), PaperVsOurs(dataset, ref.task, [], []))
         if ref.metric not in table.metrics:
             table.metrics.append(ref.metric)
         row = next((r for r in table.rows if r[:2] == (ref.name, ref.indexer)), None)
@@ -75,6 +81,14 @@ def paper_vs_ours(verdicts: list[Verdict]) -> list[PaperVsOurs]:
     for table in tables.values():
         table.metrics.sort(key=lambda m: int(m.rsplit("@", 1)[1]) if m.rsplit("@", 1)[-1].isdigit() else 0)
     return list(tables.values())
+
+
+def dataset_name(dataset: str) -> str:
+    """The registered name of a reference's dataset spec (``amazon-beauty:category_text=true`` →
+    ``amazon-beauty``)."""
+    from .specs import DatasetSpec
+
+    return DatasetSpec.parse(dataset).name
 
 
 def shipped_references() -> Path:
@@ -114,6 +128,9 @@ def load_references(path: str | Path) -> list[Reference]:
         if values["check"] not in CHECKS:
             raise ConfigError(f"{path}: reference {i}: check must be one of {', '.join(CHECKS)}, "
                               f"got {values['check']!r}")
+        if values["device"] not in DEVICES:
+            raise ConfigError(f"{path}: reference {i}: device must be one of {', '.join(DEVICES)}, "
+                              f"got {values['device']!r}")
         refs.append(Reference(**values))
     return refs
 
@@ -134,18 +151,26 @@ def verify(references: list[Reference], *, data_dir: Any = None, **run_options: 
     from .datasets import dataset_status
     from .registry import get_registry
     from .runner import run_grid
-    from .specs import IndexerSpec
+    from .specs import DatasetSpec, IndexerSpec
 
     registry = get_registry()
     root = paths.data_dir(data_dir)
     verdicts: list[Verdict] = []
     cells: dict[tuple[str, str, str], list[Reference]] = {}
+    on_gpu: bool | None = None  # resolved once, when a GPU-only reference asks
     for ref in references:
-        entry = registry.datasets.get(ref.dataset)
+        entry = registry.datasets.get(DatasetSpec.parse(ref.dataset).name)
         status, message = dataset_status(entry, root) if entry is not None else ("missing", "not a registered dataset")
+        if ref.device == "gpu" and on_gpu is None and status in ("ok", "built-in"):
+            from .environment import resolve_device
+
+            on_gpu = resolve_device(run_options.get("device", "auto")) == "cuda"
         if IndexerSpec.parse(ref.indexer).name not in registry.indexers:
             verdicts.append(Verdict(ref, "skipped", reason=f"indexbench has no indexer {ref.indexer!r} "
                                                            "(published for comparison)"))
+        elif ref.device == "gpu" and status in ("ok", "built-in") and not on_gpu:
+            verdicts.append(Verdict(ref, "skipped", reason="runs at the published budget, which needs a GPU "
+                                                           "(verify --device cuda)"))
         elif status in ("ok", "built-in"):
             cells.setdefault((ref.indexer, ref.task, ref.dataset), []).append(ref)
         else:

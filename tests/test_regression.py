@@ -408,8 +408,16 @@ tolerance = 0.035
     shipped = load_references(shipped_references())
     assert {(r.indexer, r.dataset, r.value) for r in shipped} >= {("bm25", "scifact", 0.665),
                                                                    ("dual-encoder", "scifact", 0.645)}
-    tiger_beauty = {r.metric: r.value for r in shipped if (r.indexer, r.dataset) == ("tiger", "amazon-beauty")}
+    tiger_beauty = {r.metric: r.value for r in shipped
+                    if (r.indexer, r.dataset) == ("rqvae:preset=tiger", "amazon-beauty:category_text=true")}
     assert tiger_beauty == {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "ndcg@10": 0.0384}
+    from indexbench.registry import get_registry
+    from indexbench.specs import IndexerSpec
+
+    installed = set(get_registry().indexers)
+    for r in shipped:  # every row names an installed indexer or one published only for comparison
+        assert IndexerSpec.parse(r.indexer).name in installed or r.indexer in {"bert4rec", "p5"}, r
+    assert {r.device for r in shipped if r.indexer.startswith("rqvae:preset=tiger")} == {"gpu"}
     assert {r.check for r in shipped if r.indexer == "sasrec"} == {"at-least"}
 
 
@@ -429,10 +437,22 @@ dataset = "sample"
 metric = "{metric}"
 value = 0.01
 tolerance = 0.5
-""" for indexer in ("most-popular", "bert4rec") for metric in ("recall@10", "ndcg@10")))
+""" for indexer in ("most-popular", "bert4rec") for metric in ("recall@10", "ndcg@10")) + """
+[[reference]]
+name = "most-popular at a budget only a GPU finishes"
+indexer = "most-popular"
+task = "recommendation"
+dataset = "sample"
+metric = "recall@10"
+value = 0.01
+tolerance = 0.5
+device = "gpu"
+""")
     verdicts = verify(load_references(refs), store=False, use_cache=False, device="cpu")
-    assert [v.status for v in verdicts] == ["ok", "ok", "skipped", "skipped"]
+    assert [v.status for v in verdicts] == ["ok", "ok", "skipped", "skipped", "skipped"]
     assert verdicts[2].reason == "indexbench has no indexer 'bert4rec' (published for comparison)"
+    assert verdicts[4].reason == "runs at the published budget, which needs a GPU (verify --device cuda)"
+    verdicts = verdicts[:4]
     assert calls == [(["most-popular"], ["recommendation"], ["sample"])]
     from indexbench.references import paper_vs_ours
 

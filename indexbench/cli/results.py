@@ -111,13 +111,14 @@ def verify(
     """Run the reference cells whose data is present and judge each against its published figure."""
     from .. import paths
     from ..console import RichProgress
-    from ..references import load_references, shipped_references
+    from ..references import dataset_name, load_references, shipped_references
     from ..references import verify as verify_references
     from ..store import ResultStore
 
     references = references or shipped_references()
     refs = [r for r in load_references(references)
-            if (not dataset or r.dataset in dataset) and (not indexer or r.indexer in indexer)]
+            if (not dataset or r.dataset in dataset or dataset_name(r.dataset) in dataset)
+            and (not indexer or r.indexer in indexer)]
     if not refs:
         raise typer.BadParameter("no reference matches --dataset/--indexer", param_hint="--dataset/--indexer")
     results = ResultStore(paths.results_path(store))
