@@ -3,7 +3,7 @@
 The beam search keeps ``num_beams`` prefixes a step, so an item whose first code scores low is
 never reached even when its whole ID would score high. Exact scoring computes log P(ID | input)
 for every item of the catalogue (teacher-forced; the input encoded and its cross-attention keys
-and values computed once, `decoding.score_all_ids`) and ranks them all. Public
+and values computed once, `exact.score_all_ids`) and ranks them all. Public
 TIGER ports (cornac 3.0.1) find the two within 0.5 % on Beauty; this measures it for any indexer
 spec on any recommendation or search cell, with the engine's cached model (train it first with
 ``indexbench run``, same cache).
@@ -49,8 +49,8 @@ def main() -> None:
     import torch
 
     from indexbench.environment import cpu_isa, package_versions
-    from indexbench.generative.decoding import score_all_ids
     from indexbench.generative.engine import GenerativeRetrieval
+    from indexbench.generative.exact import score_all_ids
     from indexbench.metrics import ranking_metrics
     from indexbench.protocols import RunContext, SilentProgress
     from indexbench.registry import get_registry

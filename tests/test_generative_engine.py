@@ -14,7 +14,8 @@ from indexbench.data import SemanticIds
 from indexbench.errors import UnknownNameError
 from indexbench.generative import GenerativeOptions
 from indexbench.generative.backbones import load_backbone
-from indexbench.generative.decoding import constrained_beam_search, score_all_ids, score_ids
+from indexbench.generative.decoding import constrained_beam_search, score_ids
+from indexbench.generative.exact import score_all_ids
 from indexbench.generative.id_tokens import IdTrie
 from indexbench.protocols import RunContext
 
@@ -80,14 +81,39 @@ def test_scoring_a_whole_catalogue_with_shared_cross_attention_equals_scoring_ea
             rows.add_(torch.randn_like(rows))
     codes = torch.tensor(random_codes(25, seed=4))
     ids, mask = backbone.text.collate(backbone.text.tokenize(QUERIES, max_length=16))
+    implementation = backbone.model.config._attn_implementation
     with torch.no_grad():
         every = score_all_ids(backbone, ids, mask, codes, chunk=7)  # chunks of 7, 7, 7 and 4 IDs
+        assert backbone.model.config._attn_implementation == implementation  # switched back
         assert every.shape == (3, 25)
         for q in range(3):
             one_by_one = score_ids(backbone, ids[q : q + 1].expand(25, -1), mask[q : q + 1].expand(25, -1), codes)
             assert torch.allclose(every[q], one_by_one, atol=1e-4)
         assert every.std(dim=1).min() > 0.1  # IDs are told apart ...
         assert not torch.allclose(every[0], every[2], atol=1e-3)  # ... and so are the inputs
+
+
+@pytest.mark.parametrize("mask_kind", ["float", "bool", "none"])
+def test_attention_to_one_shared_input_equals_attention_to_its_copies(mask_kind):
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from indexbench.generative.exact import shared_input_attention
+
+    torch.manual_seed(0)
+    rows, heads, length, keys, dim = 5, 3, 4, 7, 8
+    query = torch.randn(rows, heads, length, dim)
+    key, value = torch.randn(1, heads, keys, dim), torch.randn(1, heads, keys, dim)
+    bias = torch.randn(1, heads, length, keys)
+    allowed = torch.tensor([True] * 5 + [False] * 2).expand(rows, 1, length, keys)
+    mask = {"float": torch.zeros(allowed.shape).masked_fill(~allowed, -1e9), "bool": allowed, "none": None}[mask_kind]
+    module = torch.nn.Module().eval()
+    module.is_causal = False
+    ours, _ = shared_input_attention(module, query, key, value, mask, scaling=0.5, position_bias=bias)
+    copies, _ = sdpa_attention_forward(module, query, key.expand(rows, -1, -1, -1).contiguous(),
+                                       value.expand(rows, -1, -1, -1).contiguous(), mask, scaling=0.5,
+                                       position_bias=bias)
+    assert ours.shape == (rows, length, heads, dim)
+    assert torch.allclose(ours, copies, atol=1e-5)
 
 
 def test_narrow_beams_return_distinct_valid_ids_in_score_order_and_batching_changes_nothing():

@@ -36,7 +36,7 @@ _API = {
     "Seq2SeqBackbone": "backbones", "load_backbone": "backbones",
     "train_seq2seq": "training", "cached_training": "engine", "dev_check": "engine",
     "decoder_features": "id_init", "prefix_states": "id_init", "group_means": "id_init", "set_code_rows": "id_init",
-    "score_all_ids": "decoding",
+    "score_all_ids": "exact",
     "HistoryInput": "history_input", "user_bucket": "history_input",
     "search_ngrams_batched": "ngram_decoding", "text_batch_loss": "ngram_decoding", "lexical_text_head": "text_head",
 }

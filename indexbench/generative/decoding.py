@@ -60,48 +60,10 @@ def score_ids(backbone: Seq2SeqBackbone, input_ids, attention_mask, codes, encod
     if encoded is None:
         encoded = backbone.encode(input_ids, attention_mask)
     hidden, _ = backbone.decode(decoder_inputs(backbone, codes), encoded, attention_mask)
-    return _id_log_probs(backbone, hidden, codes)
+    return id_log_probs(backbone, hidden, codes)
 
 
-def score_all_ids(backbone: Seq2SeqBackbone, input_ids, attention_mask, codes, chunk: int = 4096):
-    """log P(ID | input) of every row of ``codes`` (N, T) under every input: (B, N) -- exact
-    scoring of a whole catalogue, the reference a beam search is checked against.
-
-    Each input is encoded once and its decoder cross-attention keys/values are computed once, then
-    shared by all N IDs as broadcast views (`shared_cross_attention`): with ``score_ids`` on the
-    expanded encoder states, every candidate would project the same input again, N times per
-    layer, which is most of the cost for a 12k-item catalogue."""
-    import torch
-
-    encoded = backbone.encode(input_ids, attention_mask)
-    codes = torch.as_tensor(codes, dtype=torch.long, device=encoded.device)
-    out = torch.empty((encoded.shape[0], codes.shape[0]), device=encoded.device)
-    start = torch.full((1, 1), backbone.decoder_start_token_id, dtype=torch.long, device=encoded.device)
-    for q in range(encoded.shape[0]):
-        row_encoded, row_mask = encoded[q : q + 1], attention_mask[q : q + 1]
-        _, filled = backbone.decode(start, row_encoded, row_mask, backbone.new_cache())
-        for lo in range(0, codes.shape[0], chunk):
-            part = codes[lo : lo + chunk]
-            n = part.shape[0]
-            cache = shared_cross_attention(filled, n)
-            hidden, _ = backbone.decode(decoder_inputs(backbone, part), row_encoded.expand(n, -1, -1),
-                                        row_mask.expand(n, -1), cache)
-            out[q, lo : lo + n] = _id_log_probs(backbone, hidden, part)
-    return out
-
-
-def shared_cross_attention(filled, rows: int):
-    """A fresh decoder cache for ``rows`` sequences of one input: no self-attention state yet,
-    and the cross-attention keys/values of ``filled`` (a cache after one decoder step on that
-    input) broadcast to ``rows`` rows without copying."""
-    from transformers import DynamicCache, EncoderDecoderCache
-
-    cross = filled.cross_attention_cache
-    layers = [(layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1)) for layer in cross.layers]
-    return EncoderDecoderCache(DynamicCache(), DynamicCache(layers))
-
-
-def _id_log_probs(backbone: Seq2SeqBackbone, hidden, codes):
+def id_log_probs(backbone: Seq2SeqBackbone, hidden, codes):
     """Σ_t log P(c_t | c_<t) of each row from teacher-forced decoder states (B, T, D)."""
     import torch
 
