@@ -5,7 +5,8 @@ each curve's second half says about the steps TIGER's published recall@10 would 
     python benchmarks/ids_input_curves.py [--out-dir benchmarks/out/cpu] [--png benchmarks/ids_input_curves.png]
 
 Reads ``ids-<row>.json`` (the records `indexbench run --json` wrote); prints a Markdown table
-(the curve, test metrics, the fit) and draws the figure. The fit, recall@10 = a + b ln(step)
+(the curve, test metrics, the fit) and draws the figure; ``ids-oracle.json``
+(`benchmarks/oracle_input.py`), when present, adds the oracle's row to the table. The fit, recall@10 = a + b ln(step)
 over the checks from the curve's midpoint on, is a description of the curve's recent slope,
 not a promise: transformers trained from scratch usually bend below a log-linear line long
 before 200k steps, so its "steps to reach" figure is an optimistic bound at best.
@@ -19,7 +20,7 @@ import math
 from pathlib import Path
 
 TIGER_RECALL_AT_10 = 0.0648
-"""TIGER's Beauty row (Rajput et al. 2023, Table 3), the figure the fit is asked about."""
+"""TIGER's Beauty row (Rajput et al. 2023, Table 1), the figure the fit is asked about."""
 TOKENIZERS = ("rqvae", "rqkmeans", "hc", "random-ids")
 BASELINES = ("sasrec", "most-popular")
 
@@ -52,6 +53,21 @@ def fit(points: list[tuple[int, float]]) -> tuple[float, float] | None:
     my = sum(y for _, y in half) / len(half)
     b = sum((x - mx) * (y - my) for x, y in half) / sum((x - mx) ** 2 for x, _ in half)
     return my - b * mx, b
+
+
+def oracle_row(path: Path) -> None:
+    """The oracle's row (`benchmarks/oracle_input.py`: the target planted last in every history),
+    when it has run: the same columns, no fit. Not drawn -- near 1 it would flatten the figure."""
+    if not path.is_file():
+        return
+    oracle = json.loads(path.read_text())
+    curve = ", ".join(f"{c['recall@10']:.4f} @{c['step']}" for c in oracle.get("dev_checks", []))
+    protocol = oracle.get("protocol", {})
+    invalid = (f"{protocol['invalid_id_rate']:.1%} ({protocol['invalid_id_rate_free']:.1%})"
+               if "invalid_id_rate" in protocol else "")
+    name = f"oracle: {oracle['spec'].split(':')[0]} IDs, target planted last"
+    print(f"| {name} | {curve} | {oracle['recall@5']:.4f} | {oracle['ndcg@5']:.4f} | {oracle['recall@10']:.4f} | "
+          f"{oracle['ndcg@10']:.4f} | | | {invalid} | | |")
 
 
 def main() -> None:
@@ -88,6 +104,7 @@ def main() -> None:
         print(f"| {row} | {curve} | {m['recall@5']:.4f} | {m['ndcg@5']:.4f} | {m['recall@10']:.4f} | "
               f"{m['ndcg@10']:.4f} | {paired_p(record, popular)} | {paired_p(record, random)} | {invalid} | {slope} | "
               f"{reach} |")
+    oracle_row(args.out_dir / "ids-oracle.json")
 
     import matplotlib
 
