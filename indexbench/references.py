@@ -151,7 +151,7 @@ def verify(references: list[Reference], *, data_dir: Any = None, **run_options: 
     from .datasets import dataset_status
     from .registry import get_registry
     from .runner import run_grid
-    from .specs import DatasetSpec, IndexerSpec
+    from .specs import IndexerSpec
 
     registry = get_registry()
     root = paths.data_dir(data_dir)
@@ -159,7 +159,7 @@ def verify(references: list[Reference], *, data_dir: Any = None, **run_options: 
     cells: dict[tuple[str, str, str], list[Reference]] = {}
     on_gpu: bool | None = None  # resolved once, when a GPU-only reference asks
     for ref in references:
-        entry = registry.datasets.get(DatasetSpec.parse(ref.dataset).name)
+        entry = registry.datasets.get(dataset_name(ref.dataset))
         status, message = dataset_status(entry, root) if entry is not None else ("missing", "not a registered dataset")
         if ref.device == "gpu" and on_gpu is None and status in ("ok", "built-in"):
             from .environment import resolve_device
