@@ -54,14 +54,12 @@ def main() -> None:
     import numpy as np
     import torch
 
+    import indexbench
     from indexbench.environment import cpu_isa, package_versions
     from indexbench.generative.engine import GenerativeRetrieval
     from indexbench.generative.exact import score_all_ids
     from indexbench.metrics import ranking_metrics
     from indexbench.protocols import RunContext, SilentProgress
-    from indexbench.registry import get_registry
-    from indexbench.runner import load_datasets
-    from indexbench.specs import IndexerSpec
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("spec")
@@ -79,13 +77,9 @@ def main() -> None:
     from indexbench.cache import ArtifactCache
     from indexbench.paths import cache_dir
 
-    registry = get_registry()
-    spec = IndexerSpec.parse(args.spec)
-    entry = registry.indexer(spec.name)
-    indexer = entry.factory(spec.build_config(entry))
-    [dataset] = load_datasets([args.dataset], registry, args.data_dir)
-    task = registry.task(args.task)
-    problem, test = task.split(dataset)
+    indexer = indexbench.get_indexer(args.spec)
+    dataset = indexbench.get_dataset(args.dataset, data_dir=args.data_dir)
+    problem, test = indexbench.get_task(args.task).split(dataset)
     ctx = RunContext(seed=args.seed, device=args.device, cache=ArtifactCache(cache_dir()),
                      progress=SilentProgress() if args.train else RefuseTraining(args.spec))
     retriever = GenerativeRetrieval(indexer).build_retriever(problem, ctx)

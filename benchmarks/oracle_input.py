@@ -68,14 +68,12 @@ def oracle_engine(indexer):
 
 
 def main() -> None:
+    import indexbench
     from indexbench.cache import ArtifactCache
     from indexbench.environment import cpu_isa, package_versions
     from indexbench.metrics import ranking_metrics
     from indexbench.paths import cache_dir
     from indexbench.protocols import RunContext
-    from indexbench.registry import get_registry
-    from indexbench.runner import load_datasets
-    from indexbench.specs import IndexerSpec
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("spec", nargs="?", default=DEFAULT_SPEC)
@@ -86,12 +84,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=Path("benchmarks/out/cpu/ids-oracle.json"))
     args = parser.parse_args()
 
-    registry = get_registry()
-    spec = IndexerSpec.parse(args.spec)
-    entry = registry.indexer(spec.name)
-    indexer = entry.factory(spec.build_config(entry))
-    [dataset] = load_datasets([args.dataset], registry, args.data_dir)
-    problem, test = registry.task("recommendation").split(dataset)
+    indexer = indexbench.get_indexer(args.spec)
+    dataset = indexbench.get_dataset(args.dataset, data_dir=args.data_dir)
+    problem, test = indexbench.get_task("recommendation").split(dataset)
     problem.dev.histories = planted(problem.dev.histories, problem.dev.qrels)
     ctx = RunContext(seed=args.seed, device=args.device, cache=ArtifactCache(cache_dir()), progress=PrintedProgress())
 
