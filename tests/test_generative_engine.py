@@ -72,8 +72,9 @@ def test_beam_search_equals_exhaustive_scoring_when_beams_cover_every_id(which, 
             assert (docs[q][25:] == -1).all()
 
 
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-input", "stock-attention"])
 @pytest.mark.parametrize("which", ["tiny", "local-t5", "minilm-encdec"])
-def test_scoring_a_whole_catalogue_with_shared_cross_attention_equals_scoring_each_id(which, tiny_t5_dir):
+def test_scoring_a_whole_catalogue_with_shared_cross_attention_equals_scoring_each_id(which, shared, tiny_t5_dir):
     backbone = backbone_with_ids({"local-t5": tiny_t5_dir}.get(which, which), seed=2)
     torch.manual_seed(0)
     with torch.no_grad():  # untrained ID rows score every ID alike; spread them so ranks differ
@@ -83,7 +84,7 @@ def test_scoring_a_whole_catalogue_with_shared_cross_attention_equals_scoring_ea
     ids, mask = backbone.text.collate(backbone.text.tokenize(QUERIES, max_length=16))
     implementation = backbone.model.config._attn_implementation
     with torch.no_grad():
-        every = score_all_ids(backbone, ids, mask, codes, chunk=7)  # chunks of 7, 7, 7 and 4 IDs
+        every = score_all_ids(backbone, ids, mask, codes, chunk=7, shared=shared)  # chunks of 7, 7, 7 and 4
         assert backbone.model.config._attn_implementation == implementation  # switched back
         assert every.shape == (3, 25)
         for q in range(3):

@@ -16,7 +16,7 @@ to the same encoder states. Two things make it cheap, and neither changes a scor
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from .backbones import Seq2SeqBackbone
 from .decoding import decoder_inputs, id_log_probs
@@ -25,25 +25,46 @@ SHARED_INPUT_ATTENTION = "indexbench_shared_input"
 """The name `shared_input_attention` is registered under (attention and mask interfaces)."""
 
 
-def score_all_ids(backbone: Seq2SeqBackbone, input_ids, attention_mask, codes, chunk: int = 4096):
-    """log P(ID | input) of every row of ``codes`` (N, T) under every input: (B, N)."""
+def score_all_ids(backbone: Seq2SeqBackbone, input_ids, attention_mask, codes, chunk: int = 4096,
+                  shared: bool | None = None):
+    """log P(ID | input) of every row of ``codes`` (N, T) under every input: (B, N).
+
+    ``shared``: attend to each input's keys/values once for all rows (the default where this
+    transformers offers what that needs, `can_share_input_attention`), or with the model's own
+    attention on per-row copies -- the same scores, a few times slower."""
     import torch
 
+    if shared is None:
+        shared = can_share_input_attention()
     encoded = backbone.encode(input_ids, attention_mask)
     codes = torch.as_tensor(codes, dtype=torch.long, device=encoded.device)
     out = torch.empty((encoded.shape[0], codes.shape[0]), device=encoded.device)
     start = torch.full((1, 1), backbone.decoder_start_token_id, dtype=torch.long, device=encoded.device)
-    with attention_over_one_input(backbone.model):
+    with attention_over_one_input(backbone.model) if shared else nullcontext():
         for q in range(encoded.shape[0]):
             row_encoded, row_mask = encoded[q : q + 1], attention_mask[q : q + 1]
-            _, filled = backbone.decode(start, row_encoded, row_mask, backbone.new_cache())
+            if shared:
+                _, filled = backbone.decode(start, row_encoded, row_mask, backbone.new_cache())
             for lo in range(0, codes.shape[0], chunk):
                 part = codes[lo : lo + chunk]
                 n = part.shape[0]
+                cache = shared_cross_attention(filled) if shared else None
                 hidden, _ = backbone.decode(decoder_inputs(backbone, part), row_encoded.expand(n, -1, -1),
-                                            row_mask.expand(n, -1), shared_cross_attention(filled))
+                                            row_mask.expand(n, -1), cache)
                 out[q, lo : lo + n] = id_log_probs(backbone, hidden, part)
     return out
+
+
+def can_share_input_attention() -> bool:
+    """Whether this transformers has what the shared path needs: attention functions and masks
+    registered by name and per-layer caches (transformers from mid-2025 on)."""
+    try:
+        from transformers import AttentionInterface  # noqa: F401
+        from transformers.cache_utils import DynamicLayer  # noqa: F401
+        from transformers.masking_utils import AttentionMaskInterface  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def shared_cross_attention(filled):
@@ -100,5 +121,5 @@ def attention_over_one_input(model):
         model.set_attn_implementation(original)
 
 
-__all__ = ["SHARED_INPUT_ATTENTION", "attention_over_one_input", "score_all_ids", "shared_cross_attention",
+__all__ = ["SHARED_INPUT_ATTENTION", "attention_over_one_input", "can_share_input_attention", "score_all_ids", "shared_cross_attention",
            "shared_input_attention"]
