@@ -23,6 +23,7 @@ from typing import Any
 
 from . import distributed
 from .data import fingerprint_of
+from .paths import as_if_created
 
 STALE_AFTER_S = 24 * 3600.0
 """A temporary directory this old is abandoned whoever wrote it (no artifact takes a day to write)."""
@@ -56,6 +57,7 @@ class ArtifactCache:
         final = self.path(namespace, key)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{_HOST}-{os.getpid()}.", dir=final.parent))
+        as_if_created(tmp)
         try:
             yield tmp
         except BaseException:

@@ -14,6 +14,16 @@ def _user_dir(kind: str) -> Path:
     return Path(platformdirs.user_cache_dir("indexbench"))
 
 
+def as_if_created(path: str | Path) -> None:
+    """Give ``path``, made by `tempfile.mkstemp` / `mkdtemp` (owner-only: 0600 / 0700) to be
+    renamed into place, the permissions a plain ``open`` / ``mkdir`` would have given it under
+    the process's umask: a baseline, report or cache entry others may read, as they could
+    read the same file written directly."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~umask)
+
+
 def data_dir(explicit: str | Path | None = None) -> Path:
     """``--data-dir``, else ``$INDEXBENCH_DATA``, else the per-user data directory."""
     if explicit:

@@ -219,3 +219,33 @@ def test_report_cli_from_store_and_from_files(tmp_path, user):
     result = runner.invoke(app, ["report", str(bad), "--out", str(tmp_path / "c"), "-q"])
     assert result.exit_code == 2 and "bad.json" in result.output
     assert not (tmp_path / "c").exists()
+
+
+@pytest.fixture
+def umask_022():
+    import os
+
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def test_files_and_folders_written_into_place_get_the_umasks_permissions_not_owner_only(tmp_path, umask_022):
+    """mkstemp / mkdtemp stage owner-only (0600 / 0700); what is renamed into place must be
+    readable as a directly written file would be: a committed baseline, a served report."""
+    import stat
+
+    from indexbench.cache import ArtifactCache
+    from indexbench.cli.app import write_atomic
+
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    write_atomic(tmp_path / "baseline.json", "[]")
+    assert mode(tmp_path / "baseline.json") == 0o644
+    index = write_report(grid_records(), tmp_path / "site", source="test")
+    assert mode(tmp_path / "site") == 0o755 and mode(index) == 0o644
+    cache = ArtifactCache(tmp_path / "cache")
+    with cache.writing("embeddings", "k") as folder:
+        (folder / "x.npy").write_bytes(b"0")
+    assert mode(cache.path("embeddings", "k")) == 0o755

@@ -17,6 +17,8 @@ from typing import Annotated
 
 import typer
 
+from ..paths import as_if_created
+
 app = typer.Typer(
     help="Benchmark semantic indexers against classic retrieval on the same tasks, data and metrics.",
     no_args_is_help=True,
@@ -105,6 +107,7 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        as_if_created(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -24,6 +24,7 @@ from typing import Any
 from ..checks import lower_is_better
 from ..errors import IndexbenchError
 from ..leaderboard import data_notes
+from ..paths import as_if_created
 from ..store import RunRecord
 from . import model
 from .model import ALPHA, Board, Entry
@@ -66,6 +67,7 @@ def write_report(records: Sequence[RunRecord], out: str | Path, *, source: str,
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        as_if_created(staging)
         index = _write(records, staging, source=source, references=references,
                        reference_indexer=reference_indexer, headline=headline, progress=progress)
         if out.exists():
