@@ -14,7 +14,7 @@ from typing import Any
 from .cache import ArtifactCache
 from .data import Dataset, fingerprint_of
 from .entries import IndexerEntry
-from .environment import pin_threads, seed_everything, torch_threads
+from .environment import kernel_levels, pin_threads, seed_everything, torch_threads
 from .errors import IndexbenchError
 from .protocols import Progress, RunContext
 from .specs import IndexerSpec
@@ -113,6 +113,7 @@ def run_cell(cell: Cell, *, cache: ArtifactCache, progress: Progress, seed: int,
     record.duration_s = time.perf_counter() - started
     if (count := torch_threads()) is not None:
         record.versions["threads"] = str(count)
+    record.versions.update(kernel_levels())
     return record
 
 

@@ -73,6 +73,8 @@ def seed_everything(seed: int) -> None:
 
 def package_versions() -> dict[str, str]:
     found = {"python": platform.python_version(), "cpu": cpu_isa()}
+    if vendor := cpu_vendor():
+        found["cpu_vendor"] = vendor
     for name in _TRACKED_PACKAGES:
         try:
             found[name] = version(name)
@@ -101,6 +103,50 @@ def cpu_isa(flags: Sequence[str] | None = None) -> str:
     return machine
 
 
+_VENDORS = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}
+
+
+def cpu_vendor(vendor_id: str | None = None) -> str:
+    """``intel`` or ``amd`` (else the CPU's own vendor string; empty where unknown). MKL, which
+    torch's CPU matrix products run on, picks its code path by vendor as well as by
+    instruction set: an Intel and an AMD CPU with the same `cpu_isa` may still round differently.
+    ``vendor_id``: the CPU's vendor string (default: this machine's, from /proc/cpuinfo)."""
+    if vendor_id is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as fh:
+                vendor_id = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("vendor_id")), "")
+        except OSError:
+            return ""
+    return _VENDORS.get(vendor_id, vendor_id)
+
+
+def kernel_levels() -> dict[str, str]:
+    """The instruction-set level each loaded numeric library actually runs at, which environment
+    variables can set below the CPU's (``ATEN_CPU_CAPABILITY``, ``FAISS_SIMD_LEVEL``,
+    ``OPENBLAS_CORETYPE``) and which two libraries may choose differently on one CPU:
+    ``{"torch_isa": "AVX512", "faiss_isa": "AVX512_VPOPCNT", "openblas_core": "SkylakeX/Zen"}``
+    (numpy and faiss each bundle an OpenBLAS). Only libraries this process has already loaded are
+    asked (nothing is imported for it), so a cell that loads none has none."""
+    levels = {}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        levels["torch_isa"] = str(torch.backends.cpu.get_cpu_capability())
+    faiss = sys.modules.get("faiss")
+    config = getattr(faiss, "SIMDConfig", None)
+    if config is not None:  # faiss >= 1.13 dispatches at run time; older wheels load one build
+        levels["faiss_isa"] = str(config.get_level_name())
+    if "numpy" in sys.modules or faiss is not None:
+        try:
+            from threadpoolctl import threadpool_info
+        except ImportError:  # scikit-learn's dependency; absent only in a bare install
+            return levels
+        cores = sorted({str(lib["architecture"]) for lib in threadpool_info()
+                        if lib.get("internal_api") == "openblas" and lib.get("architecture")})
+        if cores:
+            levels["openblas_core"] = "/".join(cores)
+    return levels
+
+
 def git_commit() -> str:
     """The commit of the indexbench checkout, with ``+dirty`` for uncommitted changes."""
     here = Path(__file__).resolve().parent
@@ -116,5 +162,5 @@ def git_commit() -> str:
         return ""
 
 
-__all__ = ["THREAD_VARIABLES", "cpu_isa", "git_commit", "package_versions", "pin_threads", "resolve_device",
+__all__ = ["THREAD_VARIABLES", "cpu_isa", "cpu_vendor", "git_commit", "kernel_levels", "package_versions", "pin_threads", "resolve_device",
            "seed_everything", "torch_threads"]

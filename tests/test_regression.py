@@ -177,6 +177,49 @@ def test_records_carry_the_cpus_vector_instructions():
     assert cpu_isa([]) == machine
 
 
+def test_records_carry_the_cpus_vendor():
+    from indexbench.environment import cpu_vendor, package_versions
+
+    # MKL picks its code path by vendor too: same ISA, other digits.
+    assert cpu_vendor("GenuineIntel") == "intel" and cpu_vendor("AuthenticAMD") == "amd"
+    assert cpu_vendor("HygonGenuine") == "HygonGenuine" and cpu_vendor("") == ""
+    if Path("/proc/cpuinfo").exists():
+        assert package_versions().get("cpu_vendor") == cpu_vendor()
+
+
+def _kernel_levels(env: dict[str, str], imports: str) -> dict[str, str]:
+    code = f"{imports}\nimport json\nfrom indexbench.environment import kernel_levels\nprint(json.dumps(kernel_levels()))"
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True,
+                          check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_records_name_the_kernel_level_each_loaded_library_runs_at_as_set_by_its_variable():
+    faiss = pytest.importorskip("faiss")
+    if not hasattr(faiss, "SIMDConfig"):
+        pytest.skip("this faiss loads one build at import and cannot report a level")
+    pytest.importorskip("threadpoolctl")
+    if "avx2" not in Path("/proc/cpuinfo").read_text():
+        pytest.skip("the variables are checked against an AVX2 CPU's levels")
+    capped = _kernel_levels({"ATEN_CPU_CAPABILITY": "default", "FAISS_SIMD_LEVEL": "NONE",
+                             "OPENBLAS_CORETYPE": "Haswell"}, "import numpy, faiss, torch")
+    assert capped["torch_isa"] == "DEFAULT" and capped["faiss_isa"] == "NONE"
+    assert set(capped["openblas_core"].split("/")) == {"Haswell"}  # numpy's and faiss's alike
+    native = _kernel_levels({}, "import numpy, faiss, torch")
+    assert native["torch_isa"] != "DEFAULT" and native["faiss_isa"] != "NONE"
+    # Nothing is imported to ask: a process that never loaded torch or faiss names neither.
+    assert not {"torch_isa", "faiss_isa"} & set(_kernel_levels({}, "import indexbench"))
+
+
+def test_a_cells_record_carries_the_kernel_levels_of_what_it_loaded(tmp_path):
+    pytest.importorskip("threadpoolctl")
+    from indexbench.environment import kernel_levels
+
+    (record,) = run_grid(["most-popular"], ["recommendation"], ["sample"], store=False, use_cache=False)
+    expected = kernel_levels()
+    assert expected and {k: record.versions.get(k) for k in expected} == expected
+
+
 def test_compare_shows_the_mean_and_sd_across_seeds_and_gates_on_it_when_asked():
     def run(values, per_query=None):
         return [_rec("a", {"ndcg@5": v}, seed=s, per_query=(per_query or {}).get(s)) for s, v in enumerate(values)]
