@@ -10,8 +10,9 @@ holds across machines (issue #27). Three commands, each against a committed grid
 dual encoder that reads 16 document tokens, the generative engine at a tenth of its learning
 rate, LMIndexer without its reconstructor warm-up), files the records under the baseline's cell
 name, and exits 1 unless the gate fails every one of them. ``variants`` reruns cells in a child
-process under ``ATEN_CPU_CAPABILITY`` / ``MKL_ENABLE_INSTRUCTIONS`` / ``OMP_NUM_THREADS``
-settings (the float paths of other CPUs) and exits 1 unless the gate passes every one.
+process under the float paths of other CPUs (``VARIANTS``: torch's ``ATEN_CPU_CAPABILITY``,
+every library capped at AVX2, an AVX-512 Xeon's library choices, ``OMP_NUM_THREADS``) and
+exits 1 unless the gate passes every one.
 ``seeds`` runs the grid at seeds the baseline does not hold and judges each seed alone, as CI
 judges its one seed: the gate's false alarms on the noise it was built for. ``power`` prints,
 per cell and headline metric, the noise the rule tolerates and the smallest
@@ -58,12 +59,34 @@ PLANTED = [
             ["id-quality"]),
 ]
 
+def numpy_above_avx2() -> str:
+    """numpy's runtime-dispatched SIMD targets beyond AVX2 (2.4 groups them as X86_V4 and
+    AVX512_*; older releases name AVX512F, AVX512_SKX, ...), for NPY_DISABLE_CPU_FEATURES."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__
+    except ImportError:
+        from numpy.core._multiarray_umath import __cpu_dispatch__
+    return " ".join(f for f in __cpu_dispatch__ if "AVX512" in f or f == "X86_V4")
+
+
+# What an AVX2-only CPU runs, library by library: torch's own kernels, MKL's GEMM and oneDNN
+# (torch); faiss's distance kernels (k-means); OpenBLAS's kernels, which numpy and faiss each
+# bundle and which pick SkylakeX/Zen code on an AVX-512 CPU; numpy's own SIMD loops.
+AVX2_MACHINE = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                "FAISS_SIMD_LEVEL": "AVX2", "OPENBLAS_CORETYPE": "Haswell",
+                "NPY_DISABLE_CPU_FEATURES": numpy_above_avx2()}
+
+# What an AVX-512 Xeon without VNNI or bf16 (Skylake-SP) selects where a library picks its
+# kernels by instruction set: OpenBLAS's SkylakeX code, faiss's AVX512 level, oneDNN's
+# avx512_core. MKL's Intel-only code paths cannot be selected on an AMD CPU.
+AVX512_XEON = {"OPENBLAS_CORETYPE": "SkylakeX", "FAISS_SIMD_LEVEL": "AVX512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}
+
 VARIANTS = {
     "aten-default": {"ATEN_CPU_CAPABILITY": "default"},
     "aten-avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
     "aten-avx512": {"ATEN_CPU_CAPABILITY": "avx512"},
-    # What an AVX2-only CPU runs: torch's own kernels, MKL's GEMM and oneDNN all at AVX2.
-    "avx2-machine": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "avx2-machine": AVX2_MACHINE,
+    "avx512-xeon": AVX512_XEON,
     "omp1": {"OMP_NUM_THREADS": "1"},
     "omp2": {"OMP_NUM_THREADS": "2"},
 }
@@ -153,7 +176,31 @@ def largest_z(result) -> tuple[float, str]:
     return max(found, default=(0.0, ""))
 
 
-def judged(name: str, env: dict, result, started: float) -> dict:
+def moved_from_same_seed(baseline: list[RunRecord], records: list[RunRecord], result) -> dict:
+    """What the run changed against the baseline's records of the same seeds: the cells with a
+    metric that differs, and the largest such change (either way) in noise units. Unlike
+    `largest_z`, this leaves out how far the seed itself sits from the baseline's mean."""
+    same = {key: seeds for key, seeds in by_group(baseline).items()}
+    noise = {(c.key[:3], m.name): m.noise for c in result.cells for m in c.metrics if m.noise}
+    cells, largest, where = [], 0.0, ""
+    for key, seeds in by_group(records, ok_only=True).items():
+        for seed, record in seeds.items():
+            before = same.get(key, {}).get(seed)
+            if before is None:
+                continue
+            names = [n for n, v in record.metrics.items() if before.metrics.get(n) != v]
+            if names:
+                cells.append(f"{IndexerSpec.parse(key[2]).name} · {key[1]} ({len(names)})")
+            for n in names:
+                if noise.get((key, n)):
+                    z = abs(record.metrics[n] - before.metrics[n]) / noise[(key, n)]
+                    if z > largest:
+                        largest, where = z, f"{IndexerSpec.parse(key[2]).name} · {key[1]} {n}"
+    return {"cells_moved": cells, "largest_move_z": round(largest, 2), "largest_move_at": where}
+
+
+def judged(name: str, env: dict, result, started: float, baseline: list[RunRecord] | None = None,
+           records: list[RunRecord] | None = None) -> dict:
     used = sorted(((m.used, c.label, m.name) for c in result.cells for m in c.metrics if m.used is not None),
                   reverse=True)
     moved = sum(1 for c in result.cells for m in c.metrics if m.delta not in (None, 0.0))
@@ -161,6 +208,7 @@ def judged(name: str, env: dict, result, started: float) -> dict:
     return {"variant": name, "env": env, "passed": not result.failed,
             "failed_cells": [f"{c.label}: {c.reason}" for c in result.failed], "metrics_moved": moved,
             "closest": used[:3], "largest_z": round(z, 2), "largest_z_at": where,
+            **(moved_from_same_seed(baseline, records, result) if baseline and records else {}),
             "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -190,12 +238,12 @@ def variants(grid: Grid, baseline: list[RunRecord], out: Path, names: list[str],
     indexers, tasks, base = selected(grid, baseline, indexers, tasks)
     results = []
     for name in names:
-        if name == "aten-avx512" and not cpu_has_avx512():
+        if name in ("aten-avx512", "avx512-xeon") and not cpu_has_avx512():
             results.append({"variant": name, "passed": None, "why": "this CPU has no AVX-512"})
             continue
         started = time.perf_counter()
         records = run_cells(grid, indexers, tasks, out / f"variant-{name}", VARIANTS[name])
-        results.append(judged(name, VARIANTS[name], compare(base, records, grid.tolerances), started))
+        results.append(judged(name, VARIANTS[name], compare(base, records, grid.tolerances), started, base, records))
     return results
 
 
@@ -205,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", type=Path, default=Path("benchmarks/grids/ci.toml"))
     parser.add_argument("--baseline", type=Path, default=Path("benchmarks/baselines/ci.json"))
     parser.add_argument("--out", type=Path, help="keep the runs' records here [default: a temporary folder]")
-    parser.add_argument("--variants", default="aten-default,aten-avx2,aten-avx512,avx2-machine,omp1,omp2")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--indexers", help="variants, seeds: only these baseline cells' indexers (comma-separated)")
     parser.add_argument("--tasks", help="variants, seeds: only these tasks (comma-separated)")
     parser.add_argument("--metrics", help="power: only these metrics (comma-separated)")
@@ -248,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{state} {row['variant']} {row.get('env', '')}: {row.get('metrics_moved', 0)} metric(s) moved; "
                   f"largest worsening {row.get('largest_z', 0)} x noise ({row.get('largest_z_at', '')}); "
                   f"closest: {closest or 'none worse'}; {row.get('seconds', '')} s {row.get('why', '')}")
+            if "cells_moved" in row:
+                print(f"    against the baseline's same seed: {len(row['cells_moved'])} cell(s) moved "
+                      f"({', '.join(row['cells_moved']) or 'none'}); largest move {row['largest_move_z']} x noise "
+                      f"({row['largest_move_at'] or '-'})")
             for failure in row.get("failed_cells", []):
                 print(f"    {failure}")
         ok = all(row["passed"] is not False for row in results)
