@@ -33,6 +33,7 @@ from .checks import (
     lower_is_better,
     paired_tests,
 )
+from .environment import loaded_by_the_process
 from .errors import DataError
 from .gridfile import Tolerances
 from .store import ResultStore, RunRecord, cell_key, read_records
@@ -133,9 +134,11 @@ def environment_changes(baseline: Sequence[RunRecord], current: Sequence[RunReco
         return found
 
     before, after = values(baseline), values(current)
+    names = [name for name in sorted(before.keys() | after.keys())
+             if not loaded_by_the_process(name) or (name in before and name in after)]
     return [f"{name}: {' / '.join(sorted(before.get(name, {'unrecorded'})))} → "
             f"{' / '.join(sorted(after.get(name, {'unrecorded'})))}"
-            for name in sorted(before.keys() | after.keys()) if before.get(name) != after.get(name)]
+            for name in names if before.get(name) != after.get(name)]
 
 
 def _name_cell_environments(cells: list[CellCheck], baseline: Sequence[RunRecord],

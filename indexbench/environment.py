@@ -124,8 +124,8 @@ def kernel_levels() -> dict[str, str]:
     """The instruction-set level each loaded numeric library actually runs at, which environment
     variables can set below the CPU's (``ATEN_CPU_CAPABILITY``, ``FAISS_SIMD_LEVEL``,
     ``OPENBLAS_CORETYPE``) and which two libraries may choose differently on one CPU:
-    ``{"torch_isa": "AVX512", "faiss_isa": "AVX512_VPOPCNT", "openblas_core": "SkylakeX/Zen"}``
-    (numpy and faiss each bundle an OpenBLAS). Only libraries this process has already loaded are
+    ``{"torch_isa": "AVX512", "faiss_isa": "AVX512_VPOPCNT", "openblas_core:numpy": "SkylakeX",
+    "openblas_core:faiss_cpu": "Zen"}`` (numpy's and faiss's wheels each bundle an OpenBLAS). Only libraries this process has already loaded are
     asked (nothing is imported for it), so a cell that loads none has none."""
     levels = {}
     torch = sys.modules.get("torch")
@@ -140,11 +140,26 @@ def kernel_levels() -> dict[str, str]:
             from threadpoolctl import threadpool_info
         except ImportError:  # scikit-learn's dependency; absent only in a bare install
             return levels
-        cores = sorted({str(lib["architecture"]) for lib in threadpool_info()
-                        if lib.get("internal_api") == "openblas" and lib.get("architecture")})
-        if cores:
-            levels["openblas_core"] = "/".join(cores)
+        for lib in threadpool_info():
+            if lib.get("internal_api") == "openblas" and lib.get("architecture"):
+                levels[f"openblas_core:{_bundling_package(str(lib.get('filepath', '')))}"] = str(lib["architecture"])
     return levels
+
+
+def _bundling_package(library_path: str) -> str:
+    """The wheel that bundles a shared library (``numpy`` for .../numpy.libs/libscipy_openblas...,
+    ``faiss_cpu`` for .../faiss_cpu.libs/...), else the library's own file name."""
+    parts = Path(library_path).parts
+    bundled = [part[: -len(".libs")] for part in parts if part.endswith(".libs")]
+    return bundled[-1] if bundled else (parts[-1].split(".so")[0] if parts else "unknown")
+
+
+def loaded_by_the_process(field: str) -> bool:
+    """Whether a `versions` field is recorded only once the process has loaded the library it
+    describes (torch's threads, the kernel levels): a side without it did not load that library
+    there, which is no difference of machine. `indexbench.compare` names such a field only where
+    both sides have it."""
+    return field in ("threads", "torch_isa", "faiss_isa") or field.startswith("openblas_core:")
 
 
 def git_commit() -> str:
@@ -162,5 +177,5 @@ def git_commit() -> str:
         return ""
 
 
-__all__ = ["THREAD_VARIABLES", "cpu_isa", "cpu_vendor", "git_commit", "kernel_levels", "package_versions", "pin_threads", "resolve_device",
-           "seed_everything", "torch_threads"]
+__all__ = ["THREAD_VARIABLES", "cpu_isa", "cpu_vendor", "git_commit", "kernel_levels", "loaded_by_the_process",
+           "package_versions", "pin_threads", "resolve_device", "seed_everything", "torch_threads"]

@@ -204,11 +204,25 @@ def test_records_name_the_kernel_level_each_loaded_library_runs_at_as_set_by_its
     capped = _kernel_levels({"ATEN_CPU_CAPABILITY": "default", "FAISS_SIMD_LEVEL": "NONE",
                              "OPENBLAS_CORETYPE": "Haswell"}, "import numpy, faiss, torch")
     assert capped["torch_isa"] == "DEFAULT" and capped["faiss_isa"] == "NONE"
-    assert set(capped["openblas_core"].split("/")) == {"Haswell"}  # numpy's and faiss's alike
+    blas = {k: v for k, v in capped.items() if k.startswith("openblas_core:")}
+    assert set(blas) >= {"openblas_core:numpy", "openblas_core:faiss_cpu"} and set(blas.values()) == {"Haswell"}
     native = _kernel_levels({}, "import numpy, faiss, torch")
     assert native["torch_isa"] != "DEFAULT" and native["faiss_isa"] != "NONE"
     # Nothing is imported to ask: a process that never loaded torch or faiss names neither.
     assert not {"torch_isa", "faiss_isa"} & set(_kernel_levels({}, "import indexbench"))
+
+
+def test_compare_names_a_library_level_only_where_both_sides_loaded_that_library():
+    base = [_rec("a", {"ndcg@5": 0.50})]
+    base[0].versions = {"cpu": "x86_64 avx512", "openblas_core:numpy": "SkylakeX", "faiss_isa": "AVX512"}
+    cur = [_rec("a", {"ndcg@5": 0.40})]
+    # This side never loaded faiss (a bm25 cell run first): no difference of machine.
+    cur[0].versions = {"cpu": "x86_64 avx512", "openblas_core:numpy": "SkylakeX"}
+    assert compare(base, cur).environment == []
+    cur[0].versions = {"cpu": "x86_64 avx512", "openblas_core:numpy": "Haswell", "faiss_isa": "AVX2"}
+    assert compare(base, cur).environment == ["faiss_isa: AVX512 → AVX2", "openblas_core:numpy: SkylakeX → Haswell"]
+    cur[0].versions = {"openblas_core:numpy": "SkylakeX", "faiss_isa": "AVX512"}  # cpu is always recorded
+    assert compare(base, cur).environment == ["cpu: x86_64 avx512 → unrecorded"]
 
 
 def test_a_cells_record_carries_the_kernel_levels_of_what_it_loaded(tmp_path):
