@@ -125,8 +125,9 @@ def kernel_levels() -> dict[str, str]:
     variables can set below the CPU's (``ATEN_CPU_CAPABILITY``, ``FAISS_SIMD_LEVEL``,
     ``OPENBLAS_CORETYPE``) and which two libraries may choose differently on one CPU:
     ``{"torch_isa": "AVX512", "faiss_isa": "AVX512_VPOPCNT", "openblas_core:numpy": "SkylakeX",
-    "openblas_core:faiss_cpu": "Zen"}`` (numpy's and faiss's wheels each bundle an OpenBLAS). Only libraries this process has already loaded are
-    asked (nothing is imported for it), so a cell that loads none has none."""
+    "openblas_core:faiss_cpu": "Zen"}`` (numpy's and faiss's wheels each bundle an OpenBLAS).
+    Only libraries this process has already loaded are asked (nothing is imported for it), so a
+    cell that loads none has none."""
     levels = {}
     torch = sys.modules.get("torch")
     if torch is not None:
@@ -147,11 +148,13 @@ def kernel_levels() -> dict[str, str]:
 
 
 def _bundling_package(library_path: str) -> str:
-    """The wheel that bundles a shared library (``numpy`` for .../numpy.libs/libscipy_openblas...,
-    ``faiss_cpu`` for .../faiss_cpu.libs/...), else the library's own file name."""
+    """The wheel that bundles a shared library (``numpy`` for .../numpy.libs/libscipy_openblas...
+    on Linux and .../numpy/.dylibs/... on macOS, ``faiss_cpu`` for .../faiss_cpu.libs/...), else
+    the library's own file name."""
     parts = Path(library_path).parts
-    bundled = [part[: -len(".libs")] for part in parts if part.endswith(".libs")]
-    return bundled[-1] if bundled else (parts[-1].split(".so")[0] if parts else "unknown")
+    bundled = [part[: -len(".libs")] if part.endswith(".libs") else parts[i - 1]
+               for i, part in enumerate(parts) if i and (part.endswith(".libs") or part == ".dylibs")]
+    return bundled[-1] if bundled else (parts[-1].split(".")[0] if parts else "unknown")
 
 
 def loaded_by_the_process(field: str) -> bool:

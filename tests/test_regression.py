@@ -212,6 +212,15 @@ def test_records_name_the_kernel_level_each_loaded_library_runs_at_as_set_by_its
     assert not {"torch_isa", "faiss_isa"} & set(_kernel_levels({}, "import indexbench"))
 
 
+def test_each_bundled_openblas_is_named_by_the_wheel_that_ships_it():
+    from indexbench.environment import _bundling_package
+
+    assert _bundling_package("/v/site-packages/numpy.libs/libscipy_openblas64_-32a4b2a6.so") == "numpy"
+    assert _bundling_package("/v/site-packages/faiss_cpu.libs/libopenblaso-r0-d77a1985.3.15.so") == "faiss_cpu"
+    assert _bundling_package("/v/site-packages/numpy/.dylibs/libscipy_openblas64_.dylib") == "numpy"  # macOS
+    assert _bundling_package("/usr/lib/x86_64-linux-gnu/libopenblas.so.0") == "libopenblas"  # a system one
+
+
 def test_compare_names_a_library_level_only_where_both_sides_loaded_that_library():
     base = [_rec("a", {"ndcg@5": 0.50})]
     base[0].versions = {"cpu": "x86_64 avx512", "openblas_core:numpy": "SkylakeX", "faiss_isa": "AVX512"}
