@@ -19,7 +19,7 @@ from __future__ import annotations
 from contextlib import contextmanager, nullcontext
 
 from .backbones import Seq2SeqBackbone
-from .decoding import decoder_inputs, id_log_probs
+from .decoding import decoder_inputs, id_log_probs, score_ids
 
 SHARED_INPUT_ATTENTION = "indexbench_shared_input"
 """The name `shared_input_attention` is registered under (attention and mask interfaces)."""
@@ -48,9 +48,12 @@ def score_all_ids(backbone: Seq2SeqBackbone, input_ids, attention_mask, codes, c
             for lo in range(0, codes.shape[0], chunk):
                 part = codes[lo : lo + chunk]
                 n = part.shape[0]
-                cache = shared_cross_attention(filled) if shared else None
+                if not shared:
+                    out[q, lo : lo + n] = score_ids(backbone, None, row_mask.expand(n, -1), part,
+                                                    encoded=row_encoded.expand(n, -1, -1))
+                    continue
                 hidden, _ = backbone.decode(decoder_inputs(backbone, part), row_encoded.expand(n, -1, -1),
-                                            row_mask.expand(n, -1), cache)
+                                            row_mask.expand(n, -1), shared_cross_attention(filled))
                 out[q, lo : lo + n] = id_log_probs(backbone, hidden, part)
     return out
 
