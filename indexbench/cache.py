@@ -23,7 +23,7 @@ from typing import Any
 
 from . import distributed
 from .data import fingerprint_of
-from .paths import as_if_created
+from .paths import staging_path
 
 STALE_AFTER_S = 24 * 3600.0
 """A temporary directory this old is abandoned whoever wrote it (no artifact takes a day to write)."""
@@ -56,8 +56,7 @@ class ArtifactCache:
         """Yield an empty directory to fill; it becomes the artifact only if the block succeeds."""
         final = self.path(namespace, key)
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{_HOST}-{os.getpid()}.", dir=final.parent))
-        as_if_created(tmp)
+        tmp = staging_path(final.parent, f".{final.name}.{_HOST}-{os.getpid()}.", directory=True)
         try:
             yield tmp
         except BaseException:

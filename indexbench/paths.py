@@ -14,14 +14,23 @@ def _user_dir(kind: str) -> Path:
     return Path(platformdirs.user_cache_dir("indexbench"))
 
 
-def as_if_created(path: str | Path) -> None:
-    """Give ``path``, made by `tempfile.mkstemp` / `mkdtemp` (owner-only: 0600 / 0700) to be
-    renamed into place, the permissions a plain ``open`` / ``mkdir`` would have given it under
-    the process's umask: a baseline, report or cache entry others may read, as they could
-    read the same file written directly."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~umask)
+def staging_path(folder: str | Path, prefix: str, *, directory: bool = False) -> Path:
+    """A new, uniquely named empty file (or ``directory``) in ``folder``, to be filled and then
+    renamed into place. Made as a plain ``open`` / ``mkdir`` makes it, so it gets the process's
+    umask permissions (a baseline or report others may read), not the owner-only 0600 / 0700 of
+    `tempfile.mkstemp` / `mkdtemp`."""
+    import uuid
+
+    while True:
+        path = Path(folder) / f"{prefix}{uuid.uuid4().hex[:12]}"
+        try:
+            if directory:
+                path.mkdir()
+            else:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return path
+        except FileExistsError:
+            continue
 
 
 def data_dir(explicit: str | Path | None = None) -> Path:

@@ -10,14 +10,13 @@ import contextlib
 import functools
 import os
 import sys
-import tempfile
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ..paths import as_if_created
+from ..paths import staging_path
 
 app = typer.Typer(
     help="Benchmark semantic indexers against classic retrieval on the same tasks, data and metrics.",
@@ -103,11 +102,9 @@ def sigterm_unwinds():
 
 def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = staging_path(path.parent, f".{path.name}.")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        as_if_created(tmp)
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

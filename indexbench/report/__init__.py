@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 from ..checks import lower_is_better
 from ..errors import IndexbenchError
 from ..leaderboard import data_notes
-from ..paths import as_if_created
+from ..paths import staging_path
 from ..store import RunRecord
 from . import model
 from .model import ALPHA, Board, Entry
@@ -65,9 +64,8 @@ def write_report(records: Sequence[RunRecord], out: str | Path, *, source: str,
     if not records:
         raise IndexbenchError(f"{source}: holds no run records to report")
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging = staging_path(out.parent, f".{out.name}.", directory=True)
     try:
-        as_if_created(staging)
         index = _write(records, staging, source=source, references=references,
                        reference_indexer=reference_indexer, headline=headline, progress=progress)
         if out.exists():
