@@ -180,7 +180,7 @@ def moved_from_same_seed(baseline: list[RunRecord], records: list[RunRecord], re
     """What the run changed against the baseline's records of the same seeds: the cells with a
     metric that differs, and the largest such change (either way) in noise units. Unlike
     `largest_z`, this leaves out how far the seed itself sits from the baseline's mean."""
-    same = {key: seeds for key, seeds in by_group(baseline).items()}
+    same = by_group(baseline)
     noise = {(c.key[:3], m.name): m.noise for c in result.cells for m in c.metrics if m.noise}
     cells, largest, where = [], 0.0, ""
     for key, seeds in by_group(records, ok_only=True).items():

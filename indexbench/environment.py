@@ -92,11 +92,10 @@ def cpu_isa(flags: Sequence[str] | None = None) -> str:
     the CPU's feature flags (default: this machine's, from /proc/cpuinfo)."""
     machine = platform.machine() or "unknown"
     if flags is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8") as fh:
-                flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
-        except OSError:  # not Linux: the machine name alone
+        found = _cpuinfo("flags")
+        if found is None:  # not Linux: the machine name alone
             return machine
+        flags = found.split()
     for level, flag in (("avx512", "avx512f"), ("avx2", "avx2"), ("avx", "avx"), ("sse4.2", "sse4_2")):
         if flag in flags:
             return f"{machine} {level}" + (" amx" if "amx_bf16" in flags else "")
@@ -112,12 +111,17 @@ def cpu_vendor(vendor_id: str | None = None) -> str:
     instruction set: an Intel and an AMD CPU with the same `cpu_isa` may still round differently.
     ``vendor_id``: the CPU's vendor string (default: this machine's, from /proc/cpuinfo)."""
     if vendor_id is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8") as fh:
-                vendor_id = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("vendor_id")), "")
-        except OSError:
-            return ""
+        vendor_id = _cpuinfo("vendor_id") or ""
     return _VENDORS.get(vendor_id, vendor_id)
+
+
+def _cpuinfo(field: str) -> str | None:
+    """The first CPU's ``field`` in /proc/cpuinfo ("" when absent), or None without that file."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            return next((line.split(":", 1)[1].strip() for line in fh if line.split(":", 1)[0].strip() == field), "")
+    except OSError:
+        return None
 
 
 def kernel_levels() -> dict[str, str]:
