@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 from pathlib import Path
 
 import pytest
@@ -227,3 +228,31 @@ def test_the_committed_baseline_holds_every_cell_of_the_ci_grid_at_every_baselin
             assert record.versions["threads"] == str(grid.threads)
         # What `auto` would resolve by the machine is pinned: every precision resolved to fp32.
         assert set(environment(record).get(k, "fp32") for k in ("precision", "encoder_precision")) == {"fp32"}
+
+
+def _gate_check():
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "benchmarks" / "gate_check.py"
+    spec = importlib.util.spec_from_file_location("gate_check", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gate_check"] = module  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules["gate_check"]
+    return module
+
+
+def test_ci_and_the_default_variants_leave_openblas_kernel_variables_as_the_machine_sets_them():
+    gate_check = _gate_check()
+    ci_script = (Path(__file__).parents[1] / ".ci" / "run").read_text()
+    in_ci = [name for name in gate_check.VARIANTS if f"--variants {name} " in ci_script]
+    assert in_ci == ["avx2-machine"]
+    for name in gate_check.DEFAULT_VARIANTS:
+        assert not set(gate_check.VARIANTS[name]) & set(gate_check.OPENBLAS_VARIABLES), name
+    # A benchmark-only variant that sets OpenBLAS's kernel refuses a machine that sets it itself.
+    assert "OPENBLAS_CORETYPE" in gate_check.VARIANTS["avx2-machine-openblas"]
+    assert "never overrides" in gate_check.why_not_runnable("avx2-machine-openblas", {"OPENBLAS_L2_SIZE": "1"})
+    assert gate_check.why_not_runnable("avx2-machine-openblas", {}) is None
+    assert gate_check.why_not_runnable("avx2-machine", {"OPENBLAS_CORETYPE": "Haswell"}) is None
