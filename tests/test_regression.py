@@ -205,11 +205,12 @@ def test_records_name_the_kernel_level_each_loaded_library_runs_at_as_set_by_its
                             "import numpy, faiss, torch")
     assert capped["torch_isa"] == "DEFAULT" and capped["faiss_isa"] == "NONE"
     # OPENBLAS_CORETYPE is never set by a test (some machines set it to work around their CPU);
-    # where the machine sets it, both bundled OpenBLAS builds must report that kernel.
+    # where the machine sets it, a bundled OpenBLAS must report that kernel (an older build may
+    # not know the name and fall back to its own choice).
     blas = {k: v for k, v in capped.items() if k.startswith("openblas_core:")}
     assert set(blas) >= {"openblas_core:numpy", "openblas_core:faiss_cpu"} and all(blas.values())
     if os.environ.get("OPENBLAS_CORETYPE"):
-        assert {v.lower() for v in blas.values()} == {os.environ["OPENBLAS_CORETYPE"].lower()}
+        assert os.environ["OPENBLAS_CORETYPE"].lower() in {v.lower() for v in blas.values()}
     native = _kernel_levels({}, "import numpy, faiss, torch")
     assert native["torch_isa"] != "DEFAULT" and native["faiss_isa"] != "NONE"
     # Nothing is imported to ask: a process that never loaded torch or faiss names neither.
