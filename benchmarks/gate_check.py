@@ -11,7 +11,8 @@ dual encoder that reads 16 document tokens, the generative engine at a tenth of 
 rate, LMIndexer without its reconstructor warm-up), files the records under the baseline's cell
 name, and exits 1 unless the gate fails every one of them. ``variants`` reruns cells in a child
 process under the float paths of other CPUs (``VARIANTS``: torch's ``ATEN_CPU_CAPABILITY``,
-every library capped at AVX2, an AVX-512 Xeon's library choices, ``OMP_NUM_THREADS``) and
+every library capped at AVX2, an AVX-512 Xeon's library choices, MKL's reproducible GEMM path,
+``OMP_NUM_THREADS``) and
 exits 1 unless the gate passes every one.
 ``seeds`` runs the grid at seeds the baseline does not hold and judges each seed alone, as CI
 judges its one seed: the gate's false alarms on the noise it was built for. ``power`` prints,
@@ -92,6 +93,10 @@ VARIANTS = {
     "aten-avx512": {"ATEN_CPU_CAPABILITY": "avx512"},
     "avx2-machine": AVX2_MACHINE,
     "avx512-xeon": AVX512_XEON,
+    # MKL's conditional-numerical-reproducibility code path: on an AMD CPU the only MKL setting
+    # that changes a GEMM's bits (MKL_ENABLE_INSTRUCTIONS and every other MKL_CBWR branch leave
+    # them as they are), so the nearest stand-in here for the Intel-only kernels a Xeon's MKL picks.
+    "mkl-compatible": {"MKL_CBWR": "COMPATIBLE"},
     "omp1": {"OMP_NUM_THREADS": "1"},
     "omp2": {"OMP_NUM_THREADS": "2"},
     # Benchmarks only (not the default list, never in CI): they set OpenBLAS's kernel.

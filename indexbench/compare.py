@@ -33,7 +33,7 @@ from .checks import (
     lower_is_better,
     paired_tests,
 )
-from .environment import loaded_by_the_process
+from .environment import ENVIRONMENT_FIELD, loaded_by_the_process
 from .errors import DataError
 from .gridfile import Tolerances
 from .store import ResultStore, RunRecord, cell_key, read_records
@@ -104,8 +104,9 @@ def compare(baseline: Sequence[RunRecord], current: Sequence[RunRecord], toleran
 
 def environment(record: RunRecord) -> dict[str, str]:
     """What a record's numbers depend on besides the code and the seed: python, the tracked
-    packages, the CPU's vector instructions, torch's thread count (``versions``) and every
-    precision the cell resolved (``precision`` keys of its details, as run, not as asked)."""
+    packages, the CPU's vector instructions, the kernel levels and float-path variables, torch's
+    thread count (``versions``) and every precision the cell resolved (``precision`` keys of its
+    details, as run, not as asked)."""
     found = {name: str(value) for name, value in record.versions.items()
              if not name.startswith("plugin:") and name != "indexbench"}
 
@@ -136,8 +137,12 @@ def environment_changes(baseline: Sequence[RunRecord], current: Sequence[RunReco
     before, after = values(baseline), values(current)
     names = [name for name in sorted(before.keys() | after.keys())
              if not loaded_by_the_process(name) or (name in before and name in after)]
-    return [f"{name}: {' / '.join(sorted(before.get(name, {'unrecorded'})))} → "
-            f"{' / '.join(sorted(after.get(name, {'unrecorded'})))}"
+    def shown(side: dict[str, set[str]], name: str) -> str:
+        # A float-path variable is recorded only where it was set.
+        absent = "unset" if name.startswith(ENVIRONMENT_FIELD) else "unrecorded"
+        return " / ".join(sorted(side.get(name, {absent})))
+
+    return [f"{name}: {shown(before, name)} → {shown(after, name)}"
             for name in names if before.get(name) != after.get(name)]
 
 

@@ -71,10 +71,29 @@ def seed_everything(seed: int) -> None:
         sys.modules["torch"].manual_seed(seed)
 
 
+FLOAT_PATH_VARIABLES = ("MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA",
+                        "NPY_DISABLE_CPU_FEATURES", "NPY_ENABLE_CPU_FEATURES")
+"""Environment variables that choose a library's float kernels without the choice showing in a
+level the library reports (`kernel_levels` covers torch's, faiss's and OpenBLAS's): MKL's GEMM
+path, oneDNN's instruction-set cap, numpy's SIMD loops. A trained cell's numbers move with them."""
+
+ENVIRONMENT_FIELD = "env:"
+"""Prefix of the `versions` fields that record a set `FLOAT_PATH_VARIABLES` entry; a record
+without one ran with that variable unset."""
+
+
+def float_path_variables(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The `FLOAT_PATH_VARIABLES` set (non-empty) in ``environ`` (default: this process's), as
+    ``{"env:MKL_CBWR": "COMPATIBLE"}``; none set gives ``{}``."""
+    environ = os.environ if environ is None else environ
+    return {ENVIRONMENT_FIELD + name: environ[name] for name in FLOAT_PATH_VARIABLES if environ.get(name)}
+
+
 def package_versions() -> dict[str, str]:
     found = {"python": platform.python_version(), "cpu": cpu_isa()}
     if vendor := cpu_vendor():
         found["cpu_vendor"] = vendor
+    found.update(float_path_variables())
     for name in _TRACKED_PACKAGES:
         try:
             found[name] = version(name)
@@ -184,5 +203,6 @@ def git_commit() -> str:
         return ""
 
 
-__all__ = ["THREAD_VARIABLES", "cpu_isa", "cpu_vendor", "git_commit", "kernel_levels", "loaded_by_the_process",
-           "package_versions", "pin_threads", "resolve_device", "seed_everything", "torch_threads"]
+__all__ = ["ENVIRONMENT_FIELD", "FLOAT_PATH_VARIABLES", "THREAD_VARIABLES", "cpu_isa", "cpu_vendor",
+           "float_path_variables", "git_commit", "kernel_levels", "loaded_by_the_process", "package_versions",
+           "pin_threads", "resolve_device", "seed_everything", "torch_threads"]

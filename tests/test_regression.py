@@ -239,6 +239,29 @@ def test_compare_names_a_library_level_only_where_both_sides_loaded_that_library
     assert compare(base, cur).environment == ["cpu: x86_64 avx512 → unrecorded"]
 
 
+def test_records_carry_the_float_path_variables_that_were_set_and_compare_names_them():
+    from indexbench.environment import float_path_variables
+
+    assert float_path_variables({"MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "", "HOME": "/x"}) == {
+        "env:MKL_CBWR": "COMPATIBLE"}
+    assert float_path_variables({}) == {}
+    base = [_rec("a", {"ndcg@5": 0.50})]
+    base[0].versions = {"cpu": "x86_64 avx512"}
+    cur = [_rec("a", {"ndcg@5": 0.40})]
+    cur[0].versions = {"cpu": "x86_64 avx512", "env:MKL_CBWR": "COMPATIBLE"}
+    result = compare(base, cur)
+    assert result.environment == ["env:MKL_CBWR: unset → COMPATIBLE"]
+    assert result.cells[0].environment == ["env:MKL_CBWR: unset → COMPATIBLE"]
+
+
+def test_a_run_records_the_float_path_variables_of_its_environment(monkeypatch):
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    (record,) = run_grid(["most-popular"], ["recommendation"], ["sample"], store=False, use_cache=False)
+    assert record.versions.get("env:MKL_CBWR") == "COMPATIBLE"
+    assert "env:ONEDNN_MAX_CPU_ISA" not in record.versions
+
+
 def test_a_cells_record_carries_the_kernel_levels_of_what_it_loaded(tmp_path):
     pytest.importorskip("threadpoolctl")
     from indexbench.environment import kernel_levels
