@@ -6,7 +6,8 @@ each curve's second half says about the steps TIGER's published recall@10 would 
 
 Reads ``ids-<row>.json`` (the records `indexbench run --json` wrote); prints a Markdown table
 (the curve, test metrics, the fit) and draws the figure; ``ids-oracle.json``
-(`benchmarks/oracle_input.py`), when present, adds the oracle's row to the table. The fit, recall@10 = a + b ln(step)
+(`benchmarks/oracle_input.py`) and ``ids-rqkmeans-2000.json`` (the rqkmeans cell at
+``max_steps=2000``), when present, add their rows. The fit, recall@10 = a + b ln(step)
 over the checks from the curve's midpoint on, is a description of the curve's recent slope,
 not a promise: transformers trained from scratch usually bend below a log-linear line long
 before 200k steps, so its "steps to reach" figure is an optimistic bound at best.
@@ -22,6 +23,9 @@ from pathlib import Path
 TIGER_RECALL_AT_10 = 0.0648
 """TIGER's Beauty row (Rajput et al. 2023, Table 1), the figure the fit is asked about."""
 TOKENIZERS = ("rqvae", "rqkmeans", "hc", "random-ids")
+LONGER_RUNS = ("rqkmeans-2000",)
+"""Cells run past the grid's 700 steps to test what the fit predicted (same spec but
+``max_steps``; its first 700 steps are the grid cell's, check for check)."""
 BASELINES = ("sasrec", "most-popular")
 
 
@@ -81,7 +85,7 @@ def main() -> None:
     print("| row | dev recall@10 by step | test R@5 | N@5 | R@10 | N@10 | R@10 p vs most-popular | vs random-ids "
           "| invalid IDs (no trie) | fit: +R@10 per doubling | steps to .0648 by the fit |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for row in TOKENIZERS + BASELINES:
+    for row in TOKENIZERS + LONGER_RUNS + BASELINES:
         record = load(args.out_dir, row)
         if record is None:
             continue
@@ -113,7 +117,10 @@ def main() -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     for row, points in curves.items():
-        ax.plot(*zip(*points), marker="o", markersize=3, label=row)
+        # A longer run repeats its grid cell's first 700 steps exactly: drawn beneath it, dashed.
+        longer = row in LONGER_RUNS
+        ax.plot(*zip(*points), marker="o", markersize=3, label=row, linestyle="--" if longer else "-",
+                zorder=1 if longer else 2)
     for row, style in zip(BASELINES, ("--", ":")):
         record = load(args.out_dir, row)
         if record is not None:
