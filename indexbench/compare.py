@@ -137,6 +137,7 @@ def environment_changes(baseline: Sequence[RunRecord], current: Sequence[RunReco
     before, after = values(baseline), values(current)
     names = [name for name in sorted(before.keys() | after.keys())
              if not loaded_by_the_process(name) or (name in before and name in after)]
+
     def shown(side: dict[str, set[str]], name: str) -> str:
         # A float-path variable is recorded only where it was set.
         absent = "unset" if name.startswith(ENVIRONMENT_FIELD) else "unrecorded"
