@@ -12,8 +12,8 @@ rate, LMIndexer without its reconstructor warm-up), files the records under the 
 name, and exits 1 unless the gate fails every one of them. ``variants`` reruns cells in a child
 process under the float paths of other CPUs (``VARIANTS``: torch's ``ATEN_CPU_CAPABILITY``,
 every library capped at AVX2, an AVX-512 Xeon's library choices, MKL's reproducible GEMM path,
-``OMP_NUM_THREADS``) and
-exits 1 unless the gate passes every one.
+``OMP_NUM_THREADS``; for benchmarks, OpenBLAS's kernel and whole other CPUs emulated by QEMU)
+and exits 1 unless the gate passes every one.
 ``seeds`` runs the grid at seeds the baseline does not hold and judges each seed alone, as CI
 judges its one seed: the gate's false alarms on the noise it was built for. ``power`` prints,
 per cell and headline metric, the noise the rule tolerates and the smallest
@@ -27,6 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -87,6 +90,25 @@ AVX512_XEON = {"FAISS_SIMD_LEVEL": "AVX512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"
 
 OPENBLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
+# QEMU's user-mode emulator reads the CPU model from this variable and passes it on to the
+# emulated process, so its records name the model (`env:QEMU_CPU`) and `compare` shows it.
+QEMU_CPU = "QEMU_CPU"
+QEMU = "qemu-x86_64"
+# QEMU 7.2, the first release to emulate AVX2, crashes inside numpy's AVX2 argsort once torch is
+# loaded (sklearn's AMI, every id-quality cell); 10.0 runs the grid. 8.x and 9.x are untested.
+QEMU_OLDEST = (8, 0)
+
+
+def qemu_version() -> tuple[int, ...]:
+    """The installed emulator's version, as (major, minor); (0,) where it cannot be read."""
+    try:
+        banner = subprocess.run([QEMU, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return (0,)
+    found = re.search(r"version (\d+)\.(\d+)", banner)
+    return (int(found.group(1)), int(found.group(2))) if found else (0,)
+
+
 VARIANTS = {
     "aten-default": {"ATEN_CPU_CAPABILITY": "default"},
     "aten-avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
@@ -102,8 +124,18 @@ VARIANTS = {
     # Benchmarks only (not the default list, never in CI): they set OpenBLAS's kernel.
     "avx2-machine-openblas": {**AVX2_MACHINE, "OPENBLAS_CORETYPE": "Haswell"},
     "avx512-xeon-openblas": {**AVX512_XEON, "OPENBLAS_CORETYPE": "SkylakeX"},
+    # Benchmarks only: another CPU itself, emulated. QEMU's user-mode emulator runs the cells on a
+    # virtual CPU whose CPUID every library reads, so each one picks its kernels as it would on
+    # that machine, with no variable of its own set: MKL's Intel-only code paths on a GenuineIntel
+    # model (no setting reaches them on an AMD CPU), OpenBLAS's kernel, faiss's, numpy's, torch's,
+    # oneDNN's. QEMU (10.0 too) emulates AVX2 but neither AVX-512 nor AMX, so the CPUs are
+    # AVX2-only ones: an Intel Haswell and an AMD Zen 2 (the kind of machine issue #27 failed
+    # on). 30 to 110 times slower than the host.
+    "qemu-haswell": {QEMU_CPU: "Haswell-v4"},
+    "qemu-epyc-rome": {QEMU_CPU: "EPYC-Rome"},
 }
-DEFAULT_VARIANTS = [name for name in VARIANTS if not name.endswith("-openblas")]
+BENCHMARK_ONLY = [name for name in VARIANTS if name.endswith("-openblas") or QEMU_CPU in VARIANTS[name]]
+DEFAULT_VARIANTS = [name for name in VARIANTS if name not in BENCHMARK_ONLY]
 
 
 def why_not_runnable(name: str, environ: dict[str, str] | None = None) -> str | None:
@@ -113,6 +145,15 @@ def why_not_runnable(name: str, environ: dict[str, str] | None = None) -> str | 
     environ = os.environ if environ is None else environ
     if "avx512" in name and not cpu_has_avx512():
         return "this CPU has no AVX-512"
+    if QEMU_CPU in VARIANTS[name]:
+        if platform.machine() != "x86_64":
+            return f"{QEMU} emulates an x86-64 CPU on an x86-64 machine only"
+        if shutil.which(QEMU) is None:
+            return f"{QEMU} is not installed (Debian, Ubuntu: apt-get install qemu-user)"
+        found = qemu_version()
+        if found < QEMU_OLDEST:
+            return (f"{QEMU} {'.'.join(map(str, found))} is older than {'.'.join(map(str, QEMU_OLDEST))}, whose "
+                    f"AVX2 emulation is sound (Debian 12: qemu-user from bookworm-backports)")
     set_here = [v for v in OPENBLAS_VARIABLES if v in environ]
     if "OPENBLAS_CORETYPE" in VARIANTS[name] and set_here:
         return f"this machine sets {', '.join(set_here)}, which a variant never overrides"
@@ -129,9 +170,11 @@ def cpu_has_avx512() -> bool:
 def run_cells(grid: Grid, indexers: list[str], tasks: list[str], out: Path, env: dict[str, str] | None = None,
               seeds: list[int] | None = None) -> list[RunRecord]:
     """`indexbench run` in a child process (so environment variables read at torch's start take
-    effect), on a private store and cache; its records."""
+    effect; under QEMU's emulator where ``env`` names a `QEMU_CPU`), on a private store and
+    cache; its records."""
     out.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "indexbench", "run", "-i", ",".join(indexers), "-t", ",".join(tasks),
+    emulator = [shutil.which(QEMU) or QEMU] if QEMU_CPU in (env or {}) else []
+    command = [*emulator, sys.executable, "-m", "indexbench", "run", "-i", ",".join(indexers), "-t", ",".join(tasks),
                "-d", ",".join(grid.datasets), "--seeds", ",".join(map(str, seeds or grid.seeds)),
                "--device", grid.device or "cpu", "--json", str(out / "records.json"),
                "--store", str(out / "results.sqlite"), "--cache-dir", str(out / "cache"), "-q"]
@@ -282,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", type=Path, default=Path("benchmarks/baselines/ci.json"))
     parser.add_argument("--out", type=Path, help="keep the runs' records here [default: a temporary folder]")
     parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
-                        help=f"variants: comma-separated, of {', '.join(VARIANTS)} [default: those without -openblas]")
+                        help=f"variants: comma-separated, of {', '.join(VARIANTS)} [default: all but "
+                             f"{', '.join(BENCHMARK_ONLY)}]")
     parser.add_argument("--indexers", help="variants, seeds: only these baseline cells' indexers (comma-separated)")
     parser.add_argument("--tasks", help="variants, seeds: only these tasks (comma-separated)")
     parser.add_argument("--metrics", help="power: only these metrics (comma-separated)")

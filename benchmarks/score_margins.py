@@ -9,7 +9,7 @@ score must move by to reorder the ranks an @10 metric reads), next to the larges
 that each other float path available on this CPU gives against the native one. Their ratio is
 the cell's margin: above 1 no such path can reorder a ranking.
 
-    python benchmarks/score_margins.py [--spec SPEC] [--paths mkl-compatible,aten-default]
+    python benchmarks/score_margins.py [--spec SPEC] [--paths mkl-compatible,aten-default,qemu-haswell]
 
 Each path runs in a child process (the variables are read when torch starts). Scores are the
 inner products of the encoder's unit-length embeddings, as the cell's exact faiss index ranks
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,12 +29,16 @@ from pathlib import Path
 import numpy as np
 
 # Float paths this CPU can take, each one another machine's kind of arithmetic: MKL's
-# instruction-set-independent GEMM, torch's kernels without SIMD, oneDNN capped at AVX2.
+# instruction-set-independent GEMM, torch's kernels without SIMD, oneDNN capped at AVX2; and,
+# not by default (about 100x slower), a whole Intel AVX2 CPU emulated by QEMU, on which MKL takes
+# its Intel-only kernels (benchmarks/gate_check.py, the qemu-* variants).
 PATHS = {
     "mkl-compatible": {"MKL_CBWR": "COMPATIBLE"},
     "aten-default": {"ATEN_CPU_CAPABILITY": "default"},
     "onednn-avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "qemu-haswell": {"QEMU_CPU": "Haswell-v4"},
 }
+DEFAULT_PATHS = [name for name in PATHS if "QEMU_CPU" not in PATHS[name]]
 TASKS = ("document-retrieval", "product-search", "recommendation")
 DEPTH = 11  # the ranks an @10 metric reads, and the one just below them
 DEFAULT_SPEC = "dual-encoder:precision=fp32"
@@ -68,7 +73,8 @@ def smallest_gaps(scores: np.ndarray) -> np.ndarray:
 
 
 def run_path(spec: str, env: dict[str, str], out: Path) -> dict[str, np.ndarray]:
-    command = [sys.executable, __file__, "--spec", spec, "--child", str(out)]
+    emulator = [shutil.which("qemu-x86_64") or "qemu-x86_64"] if "QEMU_CPU" in env else []
+    command = [*emulator, sys.executable, __file__, "--spec", spec, "--child", str(out)]
     done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"scoring under {env or 'the native path'} failed: {done.stderr.strip()[-2000:]}")
@@ -79,7 +85,8 @@ def run_path(spec: str, env: dict[str, str], out: Path) -> dict[str, np.ndarray]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spec", default=DEFAULT_SPEC, help=f"the dual-encoder cell [default: {DEFAULT_SPEC}]")
-    parser.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated, of {', '.join(PATHS)}")
+    parser.add_argument("--paths", default=",".join(DEFAULT_PATHS),
+                        help=f"comma-separated, of {', '.join(PATHS)} [default: {', '.join(DEFAULT_PATHS)}]")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -89,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in PATHS]
     if unknown:
         parser.error(f"unknown path {unknown[0]!r}; valid: {', '.join(PATHS)}")
+    if any("QEMU_CPU" in PATHS[n] for n in names) and shutil.which("qemu-x86_64") is None:
+        parser.error("qemu-x86_64 is not installed (Debian, Ubuntu: apt-get install qemu-user)")
     with tempfile.TemporaryDirectory(prefix="indexbench-margins-") as tmp:
         native = run_path(args.spec, {}, Path(tmp) / "native.npz")
         others = {n: run_path(args.spec, PATHS[n], Path(tmp) / f"{n}.npz") for n in names}

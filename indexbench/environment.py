@@ -72,10 +72,12 @@ def seed_everything(seed: int) -> None:
 
 
 FLOAT_PATH_VARIABLES = ("MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA",
-                        "NPY_DISABLE_CPU_FEATURES", "NPY_ENABLE_CPU_FEATURES")
+                        "NPY_DISABLE_CPU_FEATURES", "NPY_ENABLE_CPU_FEATURES", "QEMU_CPU")
 """Environment variables that choose a library's float kernels without the choice showing in a
 level the library reports (`kernel_levels` covers torch's, faiss's and OpenBLAS's): MKL's GEMM
-path, oneDNN's instruction-set cap, numpy's SIMD loops. A trained cell's numbers move with them."""
+path, oneDNN's instruction-set cap, numpy's SIMD loops; and the CPU model QEMU's user-mode
+emulator gives a process, which every library reads (there `cpu` and `cpu_vendor`, read from
+/proc/cpuinfo, still describe the host). A trained cell's numbers move with them."""
 
 ENVIRONMENT_FIELD = "env:"
 """Prefix of the `versions` fields that record a set `FLOAT_PATH_VARIABLES` entry; a record

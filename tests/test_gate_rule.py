@@ -258,3 +258,41 @@ def test_ci_and_the_default_variants_leave_openblas_kernel_variables_as_the_mach
     assert "never overrides" in gate_check.why_not_runnable("avx2-machine-openblas", {"OPENBLAS_L2_SIZE": "1"})
     assert gate_check.why_not_runnable("avx2-machine-openblas", {}) is None
     assert gate_check.why_not_runnable("avx2-machine", {"OPENBLAS_CORETYPE": "Haswell"}) is None
+
+
+def test_emulated_cpu_variants_run_the_cells_under_qemu_and_say_why_not_where_it_is_missing(tmp_path, monkeypatch):
+    gate_check = _gate_check()
+    emulated = [name for name in gate_check.VARIANTS if gate_check.QEMU_CPU in gate_check.VARIANTS[name]]
+    assert emulated == ["qemu-haswell", "qemu-epyc-rome"]
+    # About 15x slower than the machine itself: benchmarks only, never the default list.
+    assert not set(emulated) & set(gate_check.DEFAULT_VARIANTS)
+    monkeypatch.setattr(gate_check.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(gate_check.shutil, "which", lambda name: None)
+    assert "apt-get install qemu-user" in gate_check.why_not_runnable("qemu-haswell", {})
+    assert gate_check.why_not_runnable("omp1", {}) is None
+    monkeypatch.setattr(gate_check.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(gate_check, "qemu_version", lambda: (7, 2))  # crashes in numpy's AVX2 argsort
+    assert "older than 8.0" in gate_check.why_not_runnable("qemu-haswell", {})
+    monkeypatch.setattr(gate_check, "qemu_version", lambda: (10, 0))
+    assert gate_check.why_not_runnable("qemu-haswell", {}) is None
+    monkeypatch.setattr(gate_check.platform, "machine", lambda: "aarch64")
+    assert "x86-64" in gate_check.why_not_runnable("qemu-epyc-rome", {})
+
+    # The child runs under the emulator, the CPU model in its environment (which QEMU reads and
+    # passes on, so the records name it); any other variant runs the interpreter itself.
+    seen = []
+
+    def fake_run(command, env, **kwargs):
+        seen.append((command, env))
+        (Path(command[command.index("--json") + 1])).write_text("[]")
+        return gate_check.subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(gate_check.subprocess, "run", fake_run)
+    grid = load_grid(Path(__file__).parents[1] / "benchmarks" / "grids" / "ci.toml")
+    gate_check.run_cells(grid, ["bm25"], ["document-retrieval"], tmp_path / "q", gate_check.VARIANTS["qemu-haswell"])
+    gate_check.run_cells(grid, ["bm25"], ["document-retrieval"], tmp_path / "n", gate_check.VARIANTS["omp1"])
+    (emulated_command, emulated_env), (native_command, _) = seen
+    assert emulated_command[:2] == ["/usr/bin/qemu-x86_64", sys.executable]
+    assert emulated_env["QEMU_CPU"] == "Haswell-v4"
+    assert native_command[0] == sys.executable
+    assert emulated_command[1:] == [part.replace(str(tmp_path / "n"), str(tmp_path / "q")) for part in native_command]
