@@ -109,6 +109,26 @@ def qemu_version() -> tuple[int, ...]:
     return (int(found.group(1)), int(found.group(2))) if found else (0,)
 
 
+
+def why_no_emulator() -> str | None:
+    """Why QEMU cannot emulate a CPU here (None when it can): another machine, no emulator, or
+    one too old to trust."""
+    if platform.machine() != "x86_64":
+        return f"{QEMU} emulates an x86-64 CPU on an x86-64 machine only"
+    if shutil.which(QEMU) is None:
+        return f"{QEMU} is not installed (Debian, Ubuntu: apt-get install qemu-user)"
+    found = qemu_version()
+    if found < QEMU_OLDEST:
+        return (f"{QEMU} {'.'.join(map(str, found))} is older than {'.'.join(map(str, QEMU_OLDEST))}, whose "
+                f"AVX2 emulation is sound (Debian 12: qemu-user from bookworm-backports)")
+    return None
+
+
+def emulator(env: dict[str, str] | None) -> list[str]:
+    """The command prefix that runs a child under QEMU where ``env`` names a `QEMU_CPU`; else []."""
+    return [shutil.which(QEMU) or QEMU] if QEMU_CPU in (env or {}) else []
+
+
 VARIANTS = {
     "aten-default": {"ATEN_CPU_CAPABILITY": "default"},
     "aten-avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
@@ -145,15 +165,8 @@ def why_not_runnable(name: str, environ: dict[str, str] | None = None) -> str | 
     environ = os.environ if environ is None else environ
     if "avx512" in name and not cpu_has_avx512():
         return "this CPU has no AVX-512"
-    if QEMU_CPU in VARIANTS[name]:
-        if platform.machine() != "x86_64":
-            return f"{QEMU} emulates an x86-64 CPU on an x86-64 machine only"
-        if shutil.which(QEMU) is None:
-            return f"{QEMU} is not installed (Debian, Ubuntu: apt-get install qemu-user)"
-        found = qemu_version()
-        if found < QEMU_OLDEST:
-            return (f"{QEMU} {'.'.join(map(str, found))} is older than {'.'.join(map(str, QEMU_OLDEST))}, whose "
-                    f"AVX2 emulation is sound (Debian 12: qemu-user from bookworm-backports)")
+    if QEMU_CPU in VARIANTS[name] and (why := why_no_emulator()):
+        return why
     set_here = [v for v in OPENBLAS_VARIABLES if v in environ]
     if "OPENBLAS_CORETYPE" in VARIANTS[name] and set_here:
         return f"this machine sets {', '.join(set_here)}, which a variant never overrides"
@@ -173,8 +186,7 @@ def run_cells(grid: Grid, indexers: list[str], tasks: list[str], out: Path, env:
     effect; under QEMU's emulator where ``env`` names a `QEMU_CPU`), on a private store and
     cache; its records."""
     out.mkdir(parents=True, exist_ok=True)
-    emulator = [shutil.which(QEMU) or QEMU] if QEMU_CPU in (env or {}) else []
-    command = [*emulator, sys.executable, "-m", "indexbench", "run", "-i", ",".join(indexers), "-t", ",".join(tasks),
+    command = [*emulator(env), sys.executable, "-m", "indexbench", "run", "-i", ",".join(indexers), "-t", ",".join(tasks),
                "-d", ",".join(grid.datasets), "--seeds", ",".join(map(str, seeds or grid.seeds)),
                "--device", grid.device or "cpu", "--json", str(out / "records.json"),
                "--store", str(out / "results.sqlite"), "--cache-dir", str(out / "cache"), "-q"]

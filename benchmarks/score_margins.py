@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from gate_check import QEMU_CPU, emulator, why_no_emulator  # this folder: the emulated CPU's runner
 
 # Float paths this CPU can take, each one another machine's kind of arithmetic: MKL's
 # instruction-set-independent GEMM, torch's kernels without SIMD, oneDNN capped at AVX2; and,
@@ -36,9 +36,9 @@ PATHS = {
     "mkl-compatible": {"MKL_CBWR": "COMPATIBLE"},
     "aten-default": {"ATEN_CPU_CAPABILITY": "default"},
     "onednn-avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2"},
-    "qemu-haswell": {"QEMU_CPU": "Haswell-v4"},
+    "qemu-haswell": {QEMU_CPU: "Haswell-v4"},
 }
-DEFAULT_PATHS = [name for name in PATHS if "QEMU_CPU" not in PATHS[name]]
+DEFAULT_PATHS = [name for name in PATHS if QEMU_CPU not in PATHS[name]]
 TASKS = ("document-retrieval", "product-search", "recommendation")
 DEPTH = 11  # the ranks an @10 metric reads, and the one just below them
 DEFAULT_SPEC = "dual-encoder:precision=fp32"
@@ -73,8 +73,7 @@ def smallest_gaps(scores: np.ndarray) -> np.ndarray:
 
 
 def run_path(spec: str, env: dict[str, str], out: Path) -> dict[str, np.ndarray]:
-    emulator = [shutil.which("qemu-x86_64") or "qemu-x86_64"] if "QEMU_CPU" in env else []
-    command = [*emulator, sys.executable, __file__, "--spec", spec, "--child", str(out)]
+    command = [*emulator(env), sys.executable, __file__, "--spec", spec, "--child", str(out)]
     done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"scoring under {env or 'the native path'} failed: {done.stderr.strip()[-2000:]}")
@@ -96,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in PATHS]
     if unknown:
         parser.error(f"unknown path {unknown[0]!r}; valid: {', '.join(PATHS)}")
-    if any("QEMU_CPU" in PATHS[n] for n in names) and shutil.which("qemu-x86_64") is None:
-        parser.error("qemu-x86_64 is not installed (Debian, Ubuntu: apt-get install qemu-user)")
+    if any(QEMU_CPU in PATHS[n] for n in names) and (why := why_no_emulator()):
+        parser.error(why)
     with tempfile.TemporaryDirectory(prefix="indexbench-margins-") as tmp:
         native = run_path(args.spec, {}, Path(tmp) / "native.npz")
         others = {n: run_path(args.spec, PATHS[n], Path(tmp) / f"{n}.npz") for n in names}

@@ -264,7 +264,7 @@ def test_emulated_cpu_variants_run_the_cells_under_qemu_and_say_why_not_where_it
     gate_check = _gate_check()
     emulated = [name for name in gate_check.VARIANTS if gate_check.QEMU_CPU in gate_check.VARIANTS[name]]
     assert emulated == ["qemu-haswell", "qemu-epyc-rome"]
-    # About 15x slower than the machine itself: benchmarks only, never the default list.
+    # 30 to 110 times slower than the machine itself: benchmarks only, never the default list.
     assert not set(emulated) & set(gate_check.DEFAULT_VARIANTS)
     monkeypatch.setattr(gate_check.platform, "machine", lambda: "x86_64")
     monkeypatch.setattr(gate_check.shutil, "which", lambda name: None)
