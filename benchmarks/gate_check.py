@@ -150,7 +150,11 @@ VARIANTS = {
     # model (no setting reaches them on an AMD CPU), OpenBLAS's kernel, faiss's, numpy's, torch's,
     # oneDNN's. QEMU (10.0 too) emulates AVX2 but neither AVX-512 nor AMX, so the CPUs are
     # AVX2-only ones: an Intel Haswell and an AMD Zen 2 (the kind of machine issue #27 failed
-    # on). 30 to 110 times slower than the host.
+    # on). 30 to 110 times slower than the host. Not that CPU's digits wherever a kernel uses the
+    # estimate instructions (rcpps, rsqrtps): QEMU returns the exact value where silicon returns
+    # a 12-bit estimate, so e.g. MKL's sqrt on an AMD model rounds otherwise and the emulated
+    # Zen 2 is another draw than a real one (benchmarks/LOG.md, "The emulator against a real
+    # machine"); what carries over is the verdict on a draw of that CPU's kernels.
     "qemu-haswell": {QEMU_CPU: "Haswell-v4"},
     "qemu-epyc-rome": {QEMU_CPU: "EPYC-Rome"},
 }
