@@ -296,3 +296,35 @@ def test_emulated_cpu_variants_run_the_cells_under_qemu_and_say_why_not_where_it
     assert emulated_env["QEMU_CPU"] == "Haswell-v4"
     assert native_command[0] == sys.executable
     assert emulated_command[1:] == [part.replace(str(tmp_path / "n"), str(tmp_path / "q")) for part in native_command]
+
+
+def test_emulator_fidelity_counts_ulps_from_the_correct_sqrt_and_reads_its_child(monkeypatch, capsys):
+    import importlib.util
+
+    import numpy as np
+
+    sys.modules["gate_check"] = _gate_check()  # what the script imports from its own folder
+    try:
+        path = Path(__file__).parents[1] / "benchmarks" / "emulator_fidelity.py"
+        spec = importlib.util.spec_from_file_location("emulator_fidelity", path)
+        fidelity = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(fidelity)
+    finally:
+        del sys.modules["gate_check"]
+    x = np.array([0.0, 1e-30, 0.3, 2.0, 3.14159, 7.5e4, 3e38], dtype=np.float32)
+    exact = np.sqrt(x.astype(np.float64)).astype(np.float32)
+    assert fidelity.ulps_off_correct_sqrt(x, exact).tolist() == [0] * 7
+    assert fidelity.ulps_off_correct_sqrt(x, np.sqrt(x)).tolist() == [0] * 7  # numpy's sqrt is IEEE
+    moved = exact.copy()
+    moved[2] = np.nextafter(moved[2], np.float32(1))  # one step up
+    moved[4] = np.nextafter(np.nextafter(moved[4], np.float32(0)), np.float32(0))  # two steps down
+    assert fidelity.ulps_off_correct_sqrt(x, moved).tolist() == [0, 0, 1, 0, 2, 0, 0]
+
+    # The parent reads back what a child prints (here the native child, through a fake subprocess).
+    assert fidelity.main(["--child"]) == 0
+    printed = capsys.readouterr().out
+    monkeypatch.setattr(fidelity.subprocess, "run",
+                        lambda command, **kwargs: fidelity.subprocess.CompletedProcess(command, 0, printed, ""))
+    hashes, sqrt = fidelity.run_child({})
+    assert {"matmul", "sqrt", "cdist"} <= set(hashes) and all(len(h) == 12 for h in hashes.values())
+    assert sqrt["elements"] == 256 * 768 and 0 <= sqrt["off"] <= sqrt["elements"] and sqrt["max_ulps"] <= 1
