@@ -109,7 +109,6 @@ def qemu_version() -> tuple[int, ...]:
     return (int(found.group(1)), int(found.group(2))) if found else (0,)
 
 
-
 def why_no_emulator() -> str | None:
     """Why QEMU cannot emulate a CPU here (None when it can): another machine, no emulator, or
     one too old to trust."""

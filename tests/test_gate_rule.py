@@ -231,18 +231,24 @@ def test_the_committed_baseline_holds_every_cell_of_the_ci_grid_at_every_baselin
         assert set(environment(record).get(k, "fp32") for k in ("precision", "encoder_precision")) == {"fp32"}
 
 
-def _gate_check():
+def _benchmark_module(name: str, imports: tuple[str, ...] = ()):
+    """A script of benchmarks/ as a module; ``imports``: the scripts of that folder it imports."""
     import importlib.util
 
-    path = Path(__file__).parents[1] / "benchmarks" / "gate_check.py"
-    spec = importlib.util.spec_from_file_location("gate_check", path)
+    found = {dep: _benchmark_module(dep) for dep in imports}
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["gate_check"] = module  # its dataclasses look their module up there
+    sys.modules.update({**found, name: module})  # dataclasses look their module up there
     try:
         spec.loader.exec_module(module)
     finally:
-        del sys.modules["gate_check"]
+        for loaded in (*found, name):
+            del sys.modules[loaded]
     return module
+
+
+def _gate_check():
+    return _benchmark_module("gate_check")
 
 
 def test_ci_and_the_default_variants_leave_openblas_kernel_variables_as_the_machine_sets_them():
@@ -299,18 +305,9 @@ def test_emulated_cpu_variants_run_the_cells_under_qemu_and_say_why_not_where_it
 
 
 def test_emulator_fidelity_counts_ulps_from_the_correct_sqrt_and_reads_its_child(monkeypatch, capsys):
-    import importlib.util
-
     import numpy as np
 
-    sys.modules["gate_check"] = _gate_check()  # what the script imports from its own folder
-    try:
-        path = Path(__file__).parents[1] / "benchmarks" / "emulator_fidelity.py"
-        spec = importlib.util.spec_from_file_location("emulator_fidelity", path)
-        fidelity = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(fidelity)
-    finally:
-        del sys.modules["gate_check"]
+    fidelity = _benchmark_module("emulator_fidelity", imports=("gate_check",))
     x = np.array([0.0, 1e-30, 0.3, 2.0, 3.14159, 7.5e4, 3e38], dtype=np.float32)
     exact = np.sqrt(x.astype(np.float64)).astype(np.float32)
     assert fidelity.ulps_off_correct_sqrt(x, exact).tolist() == [0] * 7
