@@ -3,6 +3,7 @@ pinned threads, per-cell environment differences, and `indexbench baseline`."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import statistics
@@ -229,6 +230,33 @@ def test_the_committed_baseline_holds_every_cell_of_the_ci_grid_at_every_baselin
             assert record.versions["threads"] == str(grid.threads)
         # What `auto` would resolve by the machine is pinned: every precision resolved to fp32.
         assert set(environment(record).get(k, "fp32") for k in ("precision", "encoder_precision")) == {"fp32"}
+
+
+def test_the_ci_grid_pins_every_precision_an_amx_cpu_would_resolve_to_bf16(monkeypatch):
+    # The committed baseline was recorded without AMX, where `auto` is fp32 anyway, so the records
+    # alone cannot show a cell that would switch to bf16 on a Xeon: read the grid's options instead.
+    import indexbench.encoders.precision
+    from indexbench.encoders import PRECISIONS, resolve_precision
+    from indexbench.options import rules_of
+    from indexbench.registry import get_registry
+    from indexbench.specs import IndexerSpec
+
+    monkeypatch.setattr(indexbench.encoders.precision, "cpu_has_amx_bf16", lambda: True)
+    grid = load_grid(Path(__file__).parents[1] / "benchmarks" / "grids" / "ci.toml")
+    registry = get_registry()
+    checked = []
+    for text in grid.indexers:
+        spec = IndexerSpec.parse(text)
+        entry = registry.indexers[spec.name]
+        config = spec.build_config(entry)
+        for field in dataclasses.fields(config):
+            if tuple(rules_of(field).get("choices", ())) != PRECISIONS:
+                continue
+            if field.name.startswith("encoder_") and not getattr(entry.factory, "uses_embeddings", True):
+                continue  # nothing is embedded (random-ids)
+            checked.append((spec.name, field.name))
+            assert resolve_precision(getattr(config, field.name), grid.device) == "fp32", (text, field.name)
+    assert {name for name, _ in checked} == {"dual-encoder", "hc", "rqvae"}
 
 
 def _benchmark_module(name: str, imports: tuple[str, ...] = ()):
