@@ -15,8 +15,9 @@ two layers, natively and under each emulated CPU model:
     python benchmarks/emulator_fidelity.py [--models EPYC-Rome,Haswell-v4]
 
 The native run is the gate's `avx2-machine` variant (every library at its AVX2 kernels), which
-gave the rq-VAE cell a real AVX2 EPYC's digits; the emulated CPUs are AVX2 ones too. Inputs come from numpy's scalar generator, the same on every CPU. Nothing is written
-outside a temporary folder.
+gave the rq-VAE cell a real AVX2 EPYC's digits; the emulated CPUs are AVX2 ones too. Inputs
+come from numpy's seeded generator, the same bits on every CPU. Nothing is written outside a
+temporary folder.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from indexbench.checks import by_group
 from indexbench.compare import compare
+from indexbench.environment import cpu_isa
 from indexbench.gridfile import Grid, load_grid
 from indexbench.specs import IndexerSpec
 from indexbench.store import RunRecord, read_records
@@ -177,10 +178,7 @@ def why_not_runnable(name: str, environ: dict[str, str] | None = None) -> str | 
 
 
 def cpu_has_avx512() -> bool:
-    try:
-        return "avx512f" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    return "avx512" in cpu_isa().split()
 
 
 def run_cells(grid: Grid, indexers: list[str], tasks: list[str], out: Path, env: dict[str, str] | None = None,

@@ -294,6 +294,17 @@ def test_ci_and_the_default_variants_leave_openblas_kernel_variables_as_the_mach
     assert gate_check.why_not_runnable("avx2-machine", {"OPENBLAS_CORETYPE": "Haswell"}) is None
 
 
+def test_avx512_variants_are_refused_where_the_recorded_cpu_has_no_avx512(monkeypatch):
+    gate_check = _gate_check()
+    # The same reading of the CPU the records carry (`versions.cpu`), so the two cannot disagree.
+    monkeypatch.setattr(gate_check, "cpu_isa", lambda: "x86_64 avx2")
+    assert gate_check.why_not_runnable("aten-avx512", {}) == "this CPU has no AVX-512"
+    assert gate_check.why_not_runnable("avx512-xeon", {}) == "this CPU has no AVX-512"
+    assert gate_check.why_not_runnable("aten-avx2", {}) is None
+    monkeypatch.setattr(gate_check, "cpu_isa", lambda: "x86_64 avx512 amx")
+    assert gate_check.why_not_runnable("aten-avx512", {}) is None
+
+
 def test_emulated_cpu_variants_run_the_cells_under_qemu_and_say_why_not_where_it_is_missing(tmp_path, monkeypatch):
     gate_check = _gate_check()
     emulated = [name for name in gate_check.VARIANTS if gate_check.QEMU_CPU in gate_check.VARIANTS[name]]
